@@ -1,0 +1,9 @@
+// Migrations in order. Listed statically (not read from the file system) so they work the same
+// under Node's type stripping, vitest and a bundled build.
+import type { Migration } from 'kysely/migration';
+
+import * as core from './0001_core.ts';
+
+export const migrations: Record<string, Migration> = {
+  '0001_core': core,
+};

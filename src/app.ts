@@ -1,0 +1,203 @@
+// The Koa app: routes and middleware, no listening and no globals. Realm protocol endpoints are
+// handed to the realm's oidc-provider; the few Keycloak endpoints it does not have (or answers
+// differently) are served here.
+import crypto from 'node:crypto';
+
+import Koa, { type Context } from 'koa';
+
+import type { Config } from './config.ts';
+import type { Logger } from './observability/logger.ts';
+import type { Metrics } from './observability/metrics.ts';
+import { introspect, type ProtocolResult } from './oidc/introspection.ts';
+import { PROTOCOL_ROUTES } from './oidc/provider.ts';
+import type { RealmContext } from './realms/context.ts';
+import type { RealmRegistry } from './realms/registry.ts';
+import { readForm, BodyError } from './http/body.ts';
+import { publicOrigin, BadOriginError } from './http/origin.ts';
+import type { Store } from './store/db.ts';
+
+export type AppServices = {
+  config: Config;
+  store: Store;
+  registry: RealmRegistry;
+  logger: Logger;
+  metrics: Metrics;
+  /** False while starting and once shutdown began: /health/ready answers 503. */
+  isReady(): boolean;
+};
+
+const PROVIDER_PREFIXES = ['/protocol/openid-connect/', '/.well-known/openid-configuration', '/clients-registrations/'];
+const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), '/.well-known/openid-configuration']);
+
+function sendJson(ctx: Context, status: number, body: unknown, headers?: Record<string, string>): void {
+  ctx.status = status;
+  ctx.body = body;
+  ctx.set('Cache-Control', 'no-store');
+  for (const [name, value] of Object.entries(headers ?? {})) ctx.set(name, value);
+}
+
+const oauthError = (ctx: Context, status: number, error: string, description: string): void =>
+  sendJson(ctx, status, { error, error_description: description });
+
+function sendResult(ctx: Context, result: ProtocolResult): void {
+  sendJson(ctx, result.status, result.body, result.headers);
+}
+
+/** `..` segments, raw or percent-encoded, never name a resource here. */
+const hasDotSegment = (path: string): boolean => /(^|\/)(\.|%2e){2}(\/|$)/i.test(path) || /%2f|%5c/i.test(path.split('?')[0] ?? '');
+
+export function createApp(services: AppServices): Koa {
+  const { config, store, registry, logger, metrics } = services;
+  const base = config.relativePath;
+  const realmPattern = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/realms/([^/?#]+)(/[^?#]*)?$`);
+  const app = new Koa();
+
+  // Request id, timing, metrics and the last-resort error handler.
+  app.use(async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    const incoming = ctx.get('x-request-id');
+    const requestId = /^[\w.\-]{1,64}$/.test(incoming) ? incoming : crypto.randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.state.route = 'unmatched';
+    ctx.set('X-Request-Id', requestId);
+    try {
+      await next();
+    } catch (error) {
+      logger.error({ err: error, requestId, method: ctx.method, path: ctx.path }, 'request failed');
+      ctx.respond = true;
+      oauthError(ctx, 500, 'server_error', 'Internal server error');
+    } finally {
+      const status = String(ctx.respond === false ? ctx.res.statusCode : ctx.status);
+      const labels = { method: ctx.method, route: ctx.state.route as string, status };
+      metrics.httpRequests.inc(labels);
+      metrics.httpDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+      logger.debug({ requestId, method: ctx.method, route: labels.route, status }, 'request');
+    }
+  });
+
+  app.use(async (ctx, next) => {
+    if (hasDotSegment(ctx.url)) {
+      oauthError(ctx, 400, 'invalid_request', 'Invalid path');
+      return;
+    }
+    const path = ctx.path;
+    if (path === `${base}/health/live`) {
+      ctx.state.route = '/health/live';
+      sendJson(ctx, 200, { status: 'UP', checks: [] });
+      return;
+    }
+    if (path === `${base}/health/ready` || path === `${base}/health`) {
+      ctx.state.route = '/health/ready';
+      let up = services.isReady();
+      if (up) up = await store.ping().then(() => true, () => false);
+      sendJson(ctx, up ? 200 : 503, { status: up ? 'UP' : 'DOWN', checks: [{ name: 'database', status: up ? 'UP' : 'DOWN' }] });
+      return;
+    }
+    if (path === `${base}/metrics`) {
+      ctx.state.route = '/metrics';
+      ctx.type = metrics.registry.contentType;
+      ctx.body = await metrics.registry.metrics();
+      return;
+    }
+    const match = realmPattern.exec(path);
+    if (!match) return next();
+
+    let realmName: string;
+    try {
+      realmName = decodeURIComponent(match[1]!);
+    } catch {
+      oauthError(ctx, 400, 'invalid_request', 'Invalid realm name');
+      return;
+    }
+    const rest = match[2] ?? '';
+    ctx.state.route = `/realms/:realm${KNOWN_REALM_ROUTES.has(rest) ? rest : rest === '' ? '' : '/*'}`;
+    let origin: string;
+    try {
+      origin = publicOrigin(ctx, config);
+    } catch (error) {
+      if (error instanceof BadOriginError) {
+        oauthError(ctx, 400, 'invalid_request', error.message);
+        return;
+      }
+      throw error;
+    }
+
+    const realm = await registry.get(realmName);
+    if (!realm) {
+      sendJson(ctx, 404, { error: 'Realm does not exist', error_description: 'Realm does not exist' });
+      return;
+    }
+    const issuer = `${origin}${base}/realms/${realm.name}`;
+
+    if (rest === '' || rest === '/') {
+      if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return methodNotAllowed(ctx);
+      sendJson(ctx, 200, publicRealmInfo(realm, issuer));
+      return;
+    }
+    if (rest === PROTOCOL_ROUTES.introspection) {
+      if (ctx.method !== 'POST') return methodNotAllowed(ctx);
+      let form: Record<string, unknown>;
+      try {
+        form = await readForm(ctx);
+      } catch (error) {
+        if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
+        throw error;
+      }
+      sendResult(ctx, await introspect(realm, issuer, ctx.get('authorization') || undefined, form));
+      return;
+    }
+    if (rest === '/.well-known/oauth-authorization-server') {
+      // RFC 8414 metadata: the same document as OIDC discovery.
+      return dispatchToProvider(ctx, realm, issuer, origin, '/.well-known/openid-configuration');
+    }
+    if (PROVIDER_PREFIXES.some((prefix) => rest.startsWith(prefix))) {
+      return dispatchToProvider(ctx, realm, issuer, origin, rest);
+    }
+    return next();
+  });
+
+  app.use(async (ctx) => {
+    sendJson(ctx, 404, { error: 'not_found', error_description: 'Resource not found' });
+  });
+
+  function methodNotAllowed(ctx: Context): void {
+    oauthError(ctx, 405, 'invalid_request', `${ctx.method} is not allowed here`);
+  }
+
+  /** Hands the raw request to the realm's Provider, mounted at the realm's issuer path. */
+  async function dispatchToProvider(ctx: Context, realm: RealmContext, issuer: string, origin: string, rest: string): Promise<void> {
+    const provider = registry.provider(realm, issuer);
+    const req = ctx.req as typeof ctx.req & { originalUrl?: string };
+    const query = ctx.querystring ? `?${ctx.querystring}` : '';
+    const mount = `${base}/realms/${encodeURIComponent(realm.name)}`;
+    req.originalUrl = `${mount}${rest}${query}`;
+    req.url = `${rest}${query}`;
+    // The Provider trusts these (provider.proxy): they carry the public origin computed above.
+    const { host, protocol } = new URL(origin);
+    req.headers.host = host;
+    req.headers['x-forwarded-host'] = host;
+    req.headers['x-forwarded-proto'] = protocol.slice(0, -1);
+    if (!config.proxyHeaders) delete req.headers['x-forwarded-for'];
+    ctx.respond = false;
+    await registry.handler(provider)(req, ctx.res);
+  }
+
+  return app;
+}
+
+/** GET {base}/realms/{realm}: Keycloak's PublishedRealmRepresentation. */
+function publicRealmInfo(realm: RealmContext, issuer: string): Record<string, unknown> {
+  const rsa = realm.keys.published.find((k) => k.kty === 'RSA');
+  let publicKey: string | undefined;
+  if (rsa) {
+    publicKey = crypto.createPublicKey({ key: rsa as crypto.JsonWebKey, format: 'jwk' })
+      .export({ type: 'spki', format: 'der' }).toString('base64');
+  }
+  return {
+    realm: realm.name,
+    public_key: publicKey,
+    'token-service': `${issuer}/protocol/openid-connect`,
+    'account-service': `${issuer}/account`,
+    'tokens-not-before': realm.realm.not_before,
+  };
+}

@@ -1,0 +1,47 @@
+// The public origin a realm is reached at: KC_HOSTNAME when set, otherwise the request's own
+// (taking proxy headers only when KC_PROXY_HEADERS says the proxy sets them).
+import type { Context } from 'koa';
+
+import type { Config } from '../config.ts';
+
+export class BadOriginError extends Error {}
+
+const HOST = /^(\[[0-9a-f:.]+\]|[a-z0-9.\-_]+)(:\d{1,5})?$/i;
+
+function firstValue(header: string | undefined): string | undefined {
+  return header?.split(',')[0]?.trim() || undefined;
+}
+
+/** RFC 7239 `Forwarded: for=..;proto=https;host=example.com`, first element. */
+function parseForwarded(header: string): { proto?: string; host?: string } {
+  const first = header.split(',')[0] ?? '';
+  const out: { proto?: string; host?: string } = {};
+  for (const pair of first.split(';')) {
+    const [key, raw] = pair.split('=');
+    const value = raw?.trim().replace(/^"|"$/g, '');
+    if (!key || !value) continue;
+    const name = key.trim().toLowerCase();
+    if (name === 'proto') out.proto = value;
+    if (name === 'host') out.host = value;
+  }
+  return out;
+}
+
+export function publicOrigin(ctx: Context, config: Config): string {
+  if (config.hostname) return config.hostname;
+  let proto: string = ctx.protocol;
+  let host: string | undefined = ctx.get('host');
+  if (config.proxyHeaders === 'xforwarded') {
+    proto = firstValue(ctx.get('x-forwarded-proto')) ?? proto;
+    host = firstValue(ctx.get('x-forwarded-host')) ?? host;
+    const port = firstValue(ctx.get('x-forwarded-port'));
+    if (port && host && !host.includes(':') && !((proto === 'https' && port === '443') || (proto === 'http' && port === '80'))) host = `${host}:${port}`;
+  } else if (config.proxyHeaders === 'forwarded' && ctx.get('forwarded')) {
+    const forwarded = parseForwarded(ctx.get('forwarded'));
+    proto = forwarded.proto ?? proto;
+    host = forwarded.host ?? host;
+  }
+  if (proto !== 'http' && proto !== 'https') throw new BadOriginError('Invalid forwarded protocol');
+  if (!host || !HOST.test(host)) throw new BadOriginError('Invalid Host header');
+  return `${proto}://${host.toLowerCase()}`;
+}

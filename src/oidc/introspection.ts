@@ -1,0 +1,94 @@
+// Token introspection as Keycloak answers it. oidc-provider refuses to introspect its own JWT
+// access tokens, so Cloakroom verifies them itself: signature against the realm's keys, issuer,
+// expiry, the realm's not-before, and (for tokens of a user session) that the session still lives.
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+
+import { safeEqual } from '../crypto/random.ts';
+import type { ClientModel, RealmContext } from '../realms/context.ts';
+
+export type ProtocolResult = { status: number; body: Record<string, unknown>; headers?: Record<string, string> };
+
+const oauthError = (status: number, error: string, description: string, headers?: Record<string, string>): ProtocolResult => ({
+  status, body: { error, error_description: description }, ...(headers ? { headers } : {}),
+});
+
+const INACTIVE: ProtocolResult = { status: 200, body: { active: false } };
+
+export type ClientCredentials = { clientId: string; clientSecret: string };
+
+/** Client credentials from HTTP Basic (form-url-encoded, RFC 6749 2.3.1) or the form body. */
+export function readClientCredentials(authorization: string | undefined, form: Record<string, unknown>): ClientCredentials | ProtocolResult | undefined {
+  const bodyId = typeof form.client_id === 'string' ? form.client_id : undefined;
+  const bodySecret = typeof form.client_secret === 'string' ? form.client_secret : undefined;
+  if (authorization !== undefined) {
+    const [scheme, value] = authorization.split(' ');
+    if (scheme?.toLowerCase() !== 'basic' || !value) return oauthError(400, 'invalid_request', 'invalid authorization header value format');
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon === -1) return oauthError(400, 'invalid_request', 'invalid authorization header value format');
+    if (bodySecret !== undefined) return oauthError(400, 'invalid_request', 'client authentication must only be provided using one mechanism');
+    try {
+      const decode = (s: string): string => decodeURIComponent(s.replace(/\+/g, ' '));
+      return { clientId: decode(decoded.slice(0, colon)), clientSecret: decode(decoded.slice(colon + 1)) };
+    } catch {
+      return oauthError(400, 'invalid_request', 'client_id and client_secret in the authorization header are not properly encoded');
+    }
+  }
+  if (bodyId !== undefined && bodySecret !== undefined) return { clientId: bodyId, clientSecret: bodySecret };
+  return undefined;
+}
+
+const UNAUTHORIZED = oauthError(401, 'invalid_client', 'Authentication failed.', { 'www-authenticate': 'Basic realm="cloakroom"' });
+
+/** A confidential client of this realm whose secret matches; anything else is invalid_client. */
+export async function authenticateClient(realm: RealmContext, credentials: ClientCredentials | undefined): Promise<ClientModel | ProtocolResult> {
+  if (!credentials) return UNAUTHORIZED;
+  const client = await realm.client(credentials.clientId);
+  if (!client) return UNAUTHORIZED;
+  if (client.row.public_client) return oauthError(403, 'invalid_request', 'Client not allowed.');
+  if (!client.secret || !safeEqual(client.secret, credentials.clientSecret)) return UNAUTHORIZED;
+  return client;
+}
+
+function keySet(realm: RealmContext): JWTVerifyGetKey {
+  return realm.memoSync('jwks', () => createLocalJWKSet({ keys: realm.keys.published }));
+}
+
+/** The token's claims when it is an active token of this realm, otherwise undefined. */
+export async function verifyRealmToken(realm: RealmContext, issuer: string, token: string): Promise<JWTPayload | undefined> {
+  let alg: string | undefined;
+  try {
+    alg = decodeProtectedHeader(token).alg;
+  } catch {
+    return undefined;
+  }
+  if (alg !== 'RS256' && alg !== 'ES256') return undefined;
+  try {
+    const { payload } = await jwtVerify(token, keySet(realm), { issuer, algorithms: [alg] });
+    if (typeof payload.iat !== 'number' || payload.iat < realm.realm.not_before) return undefined;
+    return payload;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function introspect(realm: RealmContext, issuer: string, authorization: string | undefined, form: Record<string, unknown>): Promise<ProtocolResult> {
+  const credentials = readClientCredentials(authorization, form);
+  if (credentials && 'status' in credentials) return credentials;
+  const client = await authenticateClient(realm, credentials);
+  if ('status' in client) return client;
+  const token = form.token;
+  if (typeof token !== 'string' || token === '') return oauthError(400, 'invalid_request', 'Token not provided.');
+  const claims = await verifyRealmToken(realm, issuer, token);
+  if (!claims || (claims.typ !== 'Bearer' && claims.typ !== 'ID')) return INACTIVE;
+  return {
+    status: 200,
+    body: {
+      ...claims,
+      client_id: claims.azp,
+      ...(typeof claims.preferred_username === 'string' ? { username: claims.preferred_username } : {}),
+      token_type: claims.typ,
+      active: true,
+    },
+  };
+}

@@ -1,0 +1,65 @@
+// Builds the Keycloak-shaped content of a token: which client scopes are granted, the subject
+// (user, effective roles, groups) and the claims the protocol mappers produce from it.
+import type { ClientModel, ClientScopeModel, RealmContext } from '../realms/context.ts';
+import { effectiveUserRoles, roleScopeIds, userGroupPaths } from '../store/roles.ts';
+import { findUserById } from '../store/users.ts';
+import { audienceClaim, mapClaims, type MapperModel, type TokenKind, type TokenSubject } from './protocol-mappers.ts';
+
+/** The client's default scopes plus the optional ones the request asked for. */
+export function grantedScopes(client: ClientModel, requested: string | undefined): ClientScopeModel[] {
+  const asked = new Set((requested ?? '').split(' ').filter(Boolean));
+  return [...client.defaultScopes, ...client.optionalScopes.filter((s) => asked.has(s.name))];
+}
+
+/** The `scope` claim: openid when asked for, then granted scopes that show in the token. */
+export function scopeString(scopes: ClientScopeModel[], requested: string | undefined): string {
+  const openid = (requested ?? '').split(' ').includes('openid');
+  return [...(openid ? ['openid'] : []), ...scopes.filter((s) => s.includeInTokenScope).map((s) => s.name)].join(' ');
+}
+
+export function mappersFor(client: ClientModel, scopes: ClientScopeModel[]): MapperModel[] {
+  return [...scopes.flatMap((s) => client.scopeMappers.get(s.id) ?? []), ...client.ownMappers];
+}
+
+export type SubjectBase = Omit<TokenSubject, 'sessionNotes' | 'acr'>;
+
+/** Loads what the mappers need about a user for tokens issued to `client` with `scopes`. */
+export async function loadSubject(realm: RealmContext, client: ClientModel, userId: string, scopes: ClientScopeModel[], mappers: MapperModel[]): Promise<SubjectBase | undefined> {
+  const user = await findUserById(realm.db, realm.id, userId);
+  if (!user || !user.enabled) return undefined;
+  let roles = await effectiveUserRoles(realm.db, userId);
+  if (!client.row.full_scope_allowed) {
+    const allowed = await roleScopeIds(realm.db, client.id, scopes.map((s) => s.id));
+    roles = roles.filter((r) => allowed.has(r.id));
+  }
+  const needsGroups = mappers.some((m) => m.protocolMapper === 'oidc-group-membership-mapper');
+  const clientRoles: Record<string, string[]> = {};
+  for (const role of roles) {
+    if (role.clientId !== null) (clientRoles[role.clientId] ??= []).push(role.name);
+  }
+  return {
+    user: {
+      id: user.id,
+      username: user.username,
+      email: user.email,
+      emailVerified: user.email_verified,
+      firstName: user.first_name,
+      lastName: user.last_name,
+      createdTimestamp: user.created_at.getTime(),
+      attributes: user.attributes,
+    },
+    realmRoles: roles.filter((r) => r.clientId === null).map((r) => r.name),
+    clientRoles,
+    groups: needsGroups ? await userGroupPaths(realm.db, userId) : [],
+    clientId: client.clientId,
+    webOrigins: client.row.web_origins,
+    redirectUris: client.row.redirect_uris,
+  };
+}
+
+/** Mapper claims of one token kind plus Keycloak's `aud`. */
+export function tokenClaims(subject: TokenSubject, mappers: MapperModel[], kind: TokenKind): Record<string, unknown> {
+  const { claims, audiences } = mapClaims(mappers, subject, kind);
+  const aud = audienceClaim(audiences);
+  return aud === undefined ? claims : { ...claims, aud };
+}

@@ -1,0 +1,158 @@
+// Starting and stopping a Cloakroom instance: storage, migrations, bootstrap, HTTP listener,
+// background jobs, graceful shutdown. Tests start it exactly as `cloakroom start` does.
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+
+import { createApp } from './app.ts';
+import type { Config } from './config.ts';
+import { createSecretBox, loadOrCreateKeyFile, type SecretBox } from './crypto/secret-box.ts';
+import { recordEvent } from './events/events.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { deleteExpiredPayloads } from './oidc/adapter.ts';
+import type { ProviderHooks } from './oidc/provider.ts';
+import { bootstrap } from './realms/bootstrap.ts';
+import { RealmRegistry } from './realms/registry.ts';
+import { migrateToLatest, openStore, type Store } from './store/db.ts';
+import { deleteRetiredKeys } from './store/keys.ts';
+
+export type RunningServer = {
+  url: string;
+  port: number;
+  store: Store;
+  box: SecretBox;
+  registry: RealmRegistry;
+  logger: Logger;
+  close(): Promise<void>;
+};
+
+const CLEANUP_LOCK = 0x636c6f616b02n;
+const CLEANUP_INTERVAL_MS = 10 * 60 * 1000;
+
+export function secretBoxFor(config: Config): SecretBox {
+  return createSecretBox(config.masterKey ?? loadOrCreateKeyFile(config.dataDir));
+}
+
+export function pgliteDir(config: Config): string {
+  return path.join(config.dataDir, 'pglite');
+}
+
+/** Opens the configured database and brings its schema up to date. */
+export async function openMigratedStore(config: Config): Promise<Store> {
+  const store = await openStore({ databaseUrl: config.databaseUrl, pgliteDir: pgliteDir(config), poolSize: config.dbPoolSize });
+  try {
+    await migrateToLatest(store.db);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return store;
+}
+
+/** PGlite is one process's database: a pid file keeps a second process (CLI or server) out. */
+function claimEmbeddedDatabase(config: Config): () => void {
+  const file = path.join(config.dataDir, 'cloakroom.pid');
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  if (fs.existsSync(file)) {
+    const pid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+    let alive = false;
+    try {
+      if (pid > 0 && pid !== process.pid) {
+        process.kill(pid, 0);
+        alive = true;
+      }
+    } catch { /* stale pid file */ }
+    if (alive) throw new Error(`the embedded database in ${config.dataDir} is in use by process ${pid}; stop it first (or use PostgreSQL)`);
+  }
+  fs.writeFileSync(file, String(process.pid));
+  return () => fs.rmSync(file, { force: true });
+}
+
+export { claimEmbeddedDatabase };
+
+export async function startServer(config: Config, options: { logger?: Logger; store?: Store } = {}): Promise<RunningServer> {
+  const started = Date.now();
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const releaseEmbedded = !config.databaseUrl && !options.store ? claimEmbeddedDatabase(config) : () => {};
+  let store: Store;
+  try {
+    store = options.store ?? await openMigratedStore(config);
+  } catch (error) {
+    releaseEmbedded();
+    throw error;
+  }
+  if (options.store) await migrateToLatest(store.db);
+  const box = secretBoxFor(config);
+  const metrics: Metrics = createMetrics();
+
+  const { masterCreated, adminCreated } = await bootstrap(store.db, box, config.bootstrapAdmin);
+  if (masterCreated) logger.info('created the master realm');
+  if (adminCreated) logger.info({ username: config.bootstrapAdmin?.username }, 'created the bootstrap admin user in master');
+
+  const hooks: ProviderHooks = {
+    onTokenIssued(realm, grantType, clientId) {
+      metrics.tokensIssued.inc({ realm: realm.name, grant_type: grantType });
+      if (grantType === 'client_credentials') recordEvent(store.db, realm, logger, { type: 'CLIENT_LOGIN', clientId });
+    },
+    onGrantError(realm, grantType, clientId, error) {
+      if (grantType === 'client_credentials') {
+        recordEvent(store.db, realm, logger, { type: 'CLIENT_LOGIN_ERROR', clientId, error: (error as { error?: string }).error ?? 'server_error' });
+      }
+    },
+  };
+  const registry = new RealmRegistry(store, box, hooks, logger, config.realmCacheSize);
+  await registry.start();
+
+  let ready = false;
+  const app = createApp({ config, store, registry, logger, metrics, isReady: () => ready });
+  const server = http.createServer(app.callback());
+  server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? 'localhost' : config.http.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${config.relativePath}`;
+
+  // Jobs that must run on one instance at a time take an advisory lock; the others skip the round.
+  const cleanup = setInterval(() => {
+    void store.tryWithLock(CLEANUP_LOCK, async () => {
+      const payloads = await deleteExpiredPayloads(store.db);
+      const realms = await deleteRetiredKeys(store.db);
+      for (const realmId of realms) await registry.realmChanged(realmId);
+      if (payloads > 0 || realms.length > 0) logger.info({ payloads, keyRealms: realms.length }, 'removed expired state');
+    }).catch((err) => logger.warn({ err }, 'cleanup job failed'));
+  }, CLEANUP_INTERVAL_MS);
+  cleanup.unref();
+
+  ready = true;
+  logger.info({ url, ms: Date.now() - started, database: store.kind }, 'Cloakroom ready');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url, port, store, box, registry, logger,
+    close() {
+      closing ??= (async () => {
+        ready = false;
+        clearInterval(cleanup);
+        // Stop accepting, let in-flight requests finish, then drop idle keep-alive sockets.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const timer = setTimeout(() => server.closeAllConnections(), 10_000);
+        await closed;
+        clearTimeout(timer);
+        registry.clear();
+        if (!options.store) await store.close();
+        releaseEmbedded();
+        logger.info('Cloakroom stopped');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import { sql } from 'kysely';
+
+import type { Db } from './db.ts';
+
+export type EffectiveRole = { id: string; name: string; clientId: string | null };
+
+/**
+ * A user's effective roles: direct mappings, roles of their groups and of the groups' ancestors,
+ * with composites expanded transitively. One round trip.
+ */
+export async function effectiveUserRoles(db: Db, userId: string): Promise<EffectiveRole[]> {
+  const { rows } = await sql<EffectiveRole>`
+    WITH RECURSIVE member_groups(id) AS (
+      SELECT group_id FROM user_groups WHERE user_id = ${userId}
+      UNION
+      SELECT g.parent_id FROM groups g JOIN member_groups m ON g.id = m.id WHERE g.parent_id IS NOT NULL
+    ),
+    granted(role_id) AS (
+      SELECT role_id FROM user_roles WHERE user_id = ${userId}
+      UNION
+      SELECT role_id FROM group_roles WHERE group_id IN (SELECT id FROM member_groups)
+      UNION
+      SELECT rc.child_id FROM role_composites rc JOIN granted ON rc.parent_id = granted.role_id
+    )
+    SELECT r.id, r.name, c.client_id AS "clientId"
+    FROM granted JOIN roles r ON r.id = granted.role_id LEFT JOIN clients c ON c.id = r.client_id
+    ORDER BY c.client_id NULLS FIRST, r.name
+  `.execute(db);
+  return rows;
+}
+
+/**
+ * Role ids a client may put in tokens when fullScopeAllowed is off: its own scope mappings and
+ * those of the given client scopes, composites expanded. The client's own roles are always in scope.
+ */
+export async function roleScopeIds(db: Db, clientUuid: string, scopeIds: string[]): Promise<Set<string>> {
+  const scopeList = scopeIds.length > 0 ? sql.join(scopeIds) : sql`NULL`;
+  const { rows } = await sql<{ id: string }>`
+    WITH RECURSIVE allowed(id) AS (
+      SELECT role_id FROM scope_mappings WHERE client_id = ${clientUuid} OR client_scope_id IN (${scopeList})
+      UNION
+      SELECT id FROM roles WHERE client_id = ${clientUuid}
+      UNION
+      SELECT rc.child_id FROM role_composites rc JOIN allowed ON rc.parent_id = allowed.id
+    )
+    SELECT id FROM allowed
+  `.execute(db);
+  return new Set(rows.map((r) => r.id));
+}
+
+/** Full paths ('/parent/child') of the user's groups. */
+export async function userGroupPaths(db: Db, userId: string): Promise<string[]> {
+  const { rows } = await sql<{ path: string }>`
+    WITH RECURSIVE chain(leaf, id, parent_id, path) AS (
+      SELECT g.id, g.id, g.parent_id, '/' || g.name FROM groups g JOIN user_groups ug ON ug.group_id = g.id WHERE ug.user_id = ${userId}
+      UNION ALL
+      SELECT c.leaf, p.id, p.parent_id, '/' || p.name || c.path FROM chain c JOIN groups p ON p.id = c.parent_id
+    )
+    SELECT path FROM chain WHERE parent_id IS NULL ORDER BY path
+  `.execute(db);
+  return rows.map((r) => r.path);
+}

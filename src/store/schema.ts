@@ -1,0 +1,210 @@
+// Kysely table types: the schema of migrations/ as the compiler sees it.
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+type Json = ColumnType<unknown, string | unknown, string | unknown>;
+type JsonOf<T> = ColumnType<T, T | string, T | string>;
+type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export type RealmTable = {
+  id: string;
+  name: string;
+  enabled: Generated<boolean>;
+  display_name: string | null;
+  settings: JsonOf<Record<string, unknown>>;
+  not_before: Generated<number>;
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+};
+
+export type ClientTable = {
+  id: string;
+  realm_id: string;
+  client_id: string;
+  name: string | null;
+  description: string | null;
+  enabled: Generated<boolean>;
+  protocol: Generated<string>;
+  public_client: Generated<boolean>;
+  bearer_only: Generated<boolean>;
+  client_authenticator_type: Generated<string>;
+  secret_sealed: string | null;
+  standard_flow_enabled: Generated<boolean>;
+  implicit_flow_enabled: Generated<boolean>;
+  direct_access_grants_enabled: Generated<boolean>;
+  service_accounts_enabled: Generated<boolean>;
+  consent_required: Generated<boolean>;
+  full_scope_allowed: Generated<boolean>;
+  frontchannel_logout: Generated<boolean>;
+  root_url: string | null;
+  base_url: string | null;
+  admin_url: string | null;
+  redirect_uris: JsonOf<string[]>;
+  web_origins: JsonOf<string[]>;
+  attributes: JsonOf<Record<string, string>>;
+  extra: JsonOf<Record<string, unknown>>;
+  created_at: CreatedAt;
+};
+
+export type UserTable = {
+  id: string;
+  realm_id: string;
+  username: string;
+  email: string | null;
+  email_verified: Generated<boolean>;
+  enabled: Generated<boolean>;
+  first_name: string | null;
+  last_name: string | null;
+  federation_link: string | null;
+  service_account_client_id: string | null;
+  application: Generated<boolean>;
+  attributes: JsonOf<Record<string, string[]>>;
+  required_actions: JsonOf<string[]>;
+  not_before: Generated<number>;
+  created_at: CreatedAt;
+};
+
+export type CredentialTable = {
+  id: string;
+  realm_id: string;
+  user_id: string;
+  type: string;
+  user_label: string | null;
+  secret_data: string;
+  credential_data: Json;
+  priority: Generated<number>;
+  created_at: CreatedAt;
+};
+
+export type RoleTable = {
+  id: string;
+  realm_id: string;
+  client_id: string | null;
+  name: string;
+  description: string | null;
+  attributes: JsonOf<Record<string, string[]>>;
+};
+
+export type RoleCompositeTable = { parent_id: string; child_id: string };
+
+export type GroupTable = {
+  id: string;
+  realm_id: string;
+  parent_id: string | null;
+  name: string;
+  description: string | null;
+  attributes: JsonOf<Record<string, string[]>>;
+};
+
+export type UserRoleTable = { user_id: string; role_id: string };
+export type GroupRoleTable = { group_id: string; role_id: string };
+export type UserGroupTable = { user_id: string; group_id: string };
+
+export type ClientScopeTable = {
+  id: string;
+  realm_id: string;
+  name: string;
+  description: string | null;
+  protocol: Generated<string>;
+  attributes: JsonOf<Record<string, string>>;
+};
+
+export type RealmDefaultClientScopeTable = { realm_id: string; client_scope_id: string; default_scope: boolean };
+export type ClientClientScopeTable = { client_id: string; client_scope_id: string; default_scope: boolean };
+
+export type ProtocolMapperTable = {
+  id: string;
+  realm_id: string;
+  client_id: string | null;
+  client_scope_id: string | null;
+  name: string;
+  protocol: Generated<string>;
+  protocol_mapper: string;
+  config: JsonOf<Record<string, string>>;
+};
+
+export type ScopeMappingTable = { client_id: string | null; client_scope_id: string | null; role_id: string };
+
+export type SigningKeyTable = {
+  kid: string;
+  realm_id: string;
+  alg: string;
+  public_jwk: JsonOf<Record<string, unknown>>;
+  private_jwk_sealed: string;
+  status: 'active' | 'passive';
+  created_at: CreatedAt;
+  retire_at: Timestamp | null;
+};
+
+export type OidcPayloadTable = {
+  realm_id: string;
+  model: string;
+  id: string;
+  payload: JsonOf<Record<string, unknown>>;
+  grant_id: string | null;
+  uid: string | null;
+  user_code: string | null;
+  expires_at: Timestamp | null;
+  consumed_at: Timestamp | null;
+};
+
+export type EventTable = {
+  id: string;
+  realm_id: string;
+  time: CreatedAt;
+  type: string;
+  client_id: string | null;
+  user_id: string | null;
+  session_id: string | null;
+  ip_address: string | null;
+  error: string | null;
+  details: JsonOf<Record<string, unknown>>;
+};
+
+export type AdminEventTable = {
+  id: string;
+  realm_id: string;
+  time: CreatedAt;
+  operation_type: string;
+  resource_type: string;
+  resource_path: string;
+  auth_realm_id: string | null;
+  auth_client_id: string | null;
+  auth_user_id: string | null;
+  ip_address: string | null;
+  representation: Json | null;
+  error: string | null;
+};
+
+export type Database = {
+  realms: RealmTable;
+  clients: ClientTable;
+  users: UserTable;
+  credentials: CredentialTable;
+  roles: RoleTable;
+  role_composites: RoleCompositeTable;
+  groups: GroupTable;
+  user_roles: UserRoleTable;
+  group_roles: GroupRoleTable;
+  user_groups: UserGroupTable;
+  client_scopes: ClientScopeTable;
+  realm_default_client_scopes: RealmDefaultClientScopeTable;
+  client_client_scopes: ClientClientScopeTable;
+  protocol_mappers: ProtocolMapperTable;
+  scope_mappings: ScopeMappingTable;
+  signing_keys: SigningKeyTable;
+  oidc_payloads: OidcPayloadTable;
+  events: EventTable;
+  admin_events: AdminEventTable;
+};
+
+export type Realm = Selectable<RealmTable>;
+export type Client = Selectable<ClientTable>;
+export type NewClient = Insertable<ClientTable>;
+export type ClientUpdate = Updateable<ClientTable>;
+export type User = Selectable<UserTable>;
+export type NewUser = Insertable<UserTable>;
+export type Role = Selectable<RoleTable>;
+export type ClientScope = Selectable<ClientScopeTable>;
+export type ProtocolMapper = Selectable<ProtocolMapperTable>;
+export type SigningKey = Selectable<SigningKeyTable>;
