@@ -72,6 +72,17 @@ function claimEmbeddedDatabase(config: Config): () => void {
 
 export { claimEmbeddedDatabase };
 
+/** A wrong master key would turn every request into a decryption failure: refuse to start instead. */
+async function assertMasterKeyOpensSecrets(store: Store, box: SecretBox): Promise<void> {
+  const sample = await store.db.selectFrom('signing_keys').select('private_jwk_sealed').limit(1).executeTakeFirst();
+  if (!sample) return;
+  try {
+    box.open(sample.private_jwk_sealed);
+  } catch {
+    throw new Error('the master key (CLOAKROOM_MASTER_KEY, or master.key in the data directory) does not open the secrets stored in this database');
+  }
+}
+
 export async function startServer(config: Config, options: { logger?: Logger; store?: Store } = {}): Promise<RunningServer> {
   const started = Date.now();
   const logger = options.logger ?? createLogger(config.logLevel);
@@ -87,6 +98,7 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const box = secretBoxFor(config);
   const metrics: Metrics = createMetrics();
 
+  await assertMasterKeyOpensSecrets(store, box);
   const { masterCreated, adminCreated } = await bootstrap(store.db, box, config.bootstrapAdmin);
   if (masterCreated) logger.info('created the master realm');
   if (adminCreated) logger.info({ username: config.bootstrapAdmin?.username }, 'created the bootstrap admin user in master');

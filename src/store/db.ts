@@ -3,10 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
-import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 
 import { migrations } from '../../migrations/index.ts';
@@ -100,6 +98,8 @@ async function openPostgres(url: string, poolSize: number): Promise<Store> {
 
 async function openPglite(dir: string): Promise<Store> {
   if (dir !== 'memory://') fs.mkdirSync(path.dirname(dir), { recursive: true });
+  // Loaded only when used: a server on PostgreSQL never pays PGlite's memory.
+  const [{ PGlite }, { PGliteDialect }] = await Promise.all([import('@electric-sql/pglite'), import('kysely-pglite-dialect')]);
   const pglite = await PGlite.create(dir === 'memory://' ? undefined : dir);
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
   // One embedded database belongs to one process, so a lock only has to exclude this process's
