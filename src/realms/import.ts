@@ -156,13 +156,26 @@ class RealmImport {
     return id;
   }
 
-  async importRealmRoles(): Promise<void> {
+  /** Realm roles: Keycloak's defaults, overridden by name by the representation's. */
+  realmRoleReps(): RoleRepresentation[] {
     const { rep, defaults } = this;
     const byName = new Map<string, RoleRepresentation>();
     for (const role of [...defaults.roles.realm, defaults.defaultRole]) byName.set(role.name, roleRep.parse(role));
     for (const role of rep.roles?.realm ?? []) byName.set(role.name, role);
     if (rep.defaultRole) byName.set(rep.defaultRole.name, { ...byName.get(rep.defaultRole.name), ...rep.defaultRole });
-    for (const role of byName.values()) this.realmRoles.set(role.name, await this.insertRole(role, null));
+    return [...byName.values()];
+  }
+
+  /** A client's roles: built-in client defaults, overridden by name by the representation's. */
+  clientRoleReps(clientId: string): RoleRepresentation[] {
+    const byName = new Map<string, RoleRepresentation>();
+    for (const role of this.defaults.roles.client[clientId] ?? []) byName.set(role.name, roleRep.parse(role));
+    for (const role of this.rep.roles?.client?.[clientId] ?? []) byName.set(role.name, role);
+    return [...byName.values()];
+  }
+
+  async importRealmRoles(): Promise<void> {
+    for (const role of this.realmRoleReps()) this.realmRoles.set(role.name, await this.insertRole(role, null));
   }
 
   /** Keycloak's built-in clients, unless the representation brings its own of the same clientId. */
@@ -228,10 +241,7 @@ class RealmImport {
 
     const roles = new Map<string, string>();
     this.clientRoles.set(clientId, roles);
-    const byName = new Map<string, RoleRepresentation>();
-    for (const role of this.defaults.roles.client[clientId] ?? []) byName.set(role.name, roleRep.parse(role));
-    for (const role of this.rep.roles?.client?.[clientId] ?? []) byName.set(role.name, role);
-    for (const role of byName.values()) roles.set(role.name, await this.insertRole(role, id));
+    for (const role of this.clientRoleReps(clientId)) roles.set(role.name, await this.insertRole(role, id));
   }
 
   roleId(clientId: string | null, name: string): string {
@@ -241,18 +251,10 @@ class RealmImport {
   }
 
   async importComposites(clientReps: ClientRepresentation[]): Promise<void> {
-    const all: Array<[string | null, RoleRepresentation]> = [];
-    const realmRoleReps = new Map<string, RoleRepresentation>();
-    for (const role of [...this.defaults.roles.realm, this.defaults.defaultRole]) realmRoleReps.set(role.name, roleRep.parse(role));
-    for (const role of this.rep.roles?.realm ?? []) realmRoleReps.set(role.name, role);
-    if (this.rep.defaultRole) realmRoleReps.set(this.rep.defaultRole.name, { ...realmRoleReps.get(this.rep.defaultRole.name), ...this.rep.defaultRole });
-    for (const role of realmRoleReps.values()) all.push([null, role]);
-    for (const client of clientReps) {
-      const reps = new Map<string, RoleRepresentation>();
-      for (const role of this.defaults.roles.client[client.clientId] ?? []) reps.set(role.name, roleRep.parse(role));
-      for (const role of this.rep.roles?.client?.[client.clientId] ?? []) reps.set(role.name, role);
-      for (const role of reps.values()) all.push([client.clientId, role]);
-    }
+    const all: Array<[string | null, RoleRepresentation]> = [
+      ...this.realmRoleReps().map((role): [null, RoleRepresentation] => [null, role]),
+      ...clientReps.flatMap((client) => this.clientRoleReps(client.clientId).map((role): [string, RoleRepresentation] => [client.clientId, role])),
+    ];
     for (const [clientId, role] of all) {
       const parentId = this.roleId(clientId, role.name);
       const children = [
