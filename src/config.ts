@@ -31,8 +31,10 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().min(1);
+/** Plain decimal digits only: Number() would also take ' ', '0x1F90' and '1e3'. */
+const digits = z.string().trim().regex(/^\d+$/, 'must be a whole number').transform(Number);
+const port = digits.pipe(z.number().int().min(0).max(65535));
+const positiveInt = digits.pipe(z.number().int().min(1));
 
 /** KC_DB_URL is a JDBC URL (jdbc:postgresql://host:port/db?params); pg wants postgres://. */
 function jdbcToPostgresUrl(value: string, user?: string, password?: string): string {
@@ -56,6 +58,7 @@ function normalizeHostname(value: string): string {
   const withScheme = /^[a-z]+:\/\//i.test(value) ? value : `https://${value}`;
   const url = new URL(withScheme);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must be an http(s) URL or a host name');
+  if (url.pathname !== '/' && url.pathname !== '') throw new Error('a path in the hostname is not supported; set KC_HTTP_RELATIVE_PATH instead');
   return url.origin;
 }
 
@@ -110,7 +113,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   const config: Config = {
     databaseUrl,
-    dbPoolSize: read(['CLOAKROOM_DB_POOL_SIZE', 'KC_DB_POOL_MAX_SIZE'], (v) => positiveInt.max(1000).parse(v), 10),
+    dbPoolSize: read(['CLOAKROOM_DB_POOL_SIZE', 'KC_DB_POOL_MAX_SIZE'], (v) => positiveInt.pipe(z.number().max(1000)).parse(v), 10),
     dataDir: path.resolve(read(['CLOAKROOM_DATA_DIR'], (v) => v, './data')),
     http: {
       host: read(['CLOAKROOM_HTTP_HOST', 'KC_HTTP_HOST'], (v) => z.string().min(1).parse(v), '0.0.0.0'),
@@ -124,7 +127,7 @@ export function loadConfig(env: Env = process.env): Config {
     bootstrapAdmin: bootstrapUser && bootstrapPassword ? { username: bootstrapUser, password: bootstrapPassword } : undefined,
     masterKey: read(['CLOAKROOM_MASTER_KEY'], decodeMasterKey, undefined as Buffer | undefined),
     logLevel,
-    realmCacheSize: read(['CLOAKROOM_REALM_CACHE_SIZE'], (v) => positiveInt.max(100000).parse(v), 100),
+    realmCacheSize: read(['CLOAKROOM_REALM_CACHE_SIZE'], (v) => positiveInt.pipe(z.number().max(100000)).parse(v), 100),
   };
 
   if (problems.length > 0) throw new ConfigError(problems);

@@ -43,9 +43,13 @@ const INCLUDE_KEY: Record<TokenKind, string> = {
   introspection: 'introspection.token.claim',
 };
 
-/** Keycloak: a mapper without introspection.token.claim follows access.token.claim. */
+/**
+ * Keycloak: a mapper without introspection.token.claim follows access.token.claim, one without
+ * userinfo.token.claim follows id.token.claim.
+ */
 export function mapperApplies(config: Record<string, string>, kind: TokenKind): boolean {
-  const value = config[INCLUDE_KEY[kind]] ?? (kind === 'introspection' ? config[INCLUDE_KEY.access] : undefined);
+  const fallback = kind === 'introspection' ? config[INCLUDE_KEY.access] : kind === 'userinfo' ? config[INCLUDE_KEY.id] : undefined;
+  const value = config[INCLUDE_KEY[kind]] ?? fallback;
   return value === 'true';
 }
 
@@ -191,9 +195,10 @@ function applyMapper(mapper: MapperModel, subject: TokenSubject, claims: Claims,
       break;
     }
     case 'oidc-group-membership-mapper': {
-      const groups = config['full.path'] === 'false'
-        ? subject.groups.map((path) => path.slice(path.lastIndexOf('/') + 1))
-        : subject.groups;
+      // Keycloak gives full paths only when full.path is "true".
+      const groups = config['full.path'] === 'true'
+        ? subject.groups
+        : subject.groups.map((path) => path.slice(path.lastIndexOf('/') + 1));
       if (claimName) addToClaimList(claims, claimName, groups);
       break;
     }
@@ -214,12 +219,12 @@ function applyMapper(mapper: MapperModel, subject: TokenSubject, claims: Claims,
       break;
     }
     case 'oidc-address-mapper': {
-      const attr = (key: string): string | undefined => subject.user.attributes[key]?.[0];
-      const address = Object.fromEntries(Object.entries({
+      // Each part reads the attribute its config names (user.attribute.<part>), default the part's name.
+      const attr = (part: string): string | undefined => subject.user.attributes[config[`user.attribute.${part}`] || part]?.[0];
+      claims.address = Object.fromEntries(Object.entries({
         formatted: attr('formatted'), street_address: attr('street'), locality: attr('locality'),
         region: attr('region'), postal_code: attr('postal_code'), country: attr('country'),
       }).filter(([, v]) => v !== undefined));
-      if (Object.keys(address).length > 0) claims.address = address;
       break;
     }
     case 'oidc-audience-mapper': {
