@@ -13,7 +13,7 @@ import { PROTOCOL_ROUTES } from './oidc/provider.ts';
 import type { RealmContext } from './realms/context.ts';
 import type { RealmRegistry } from './realms/registry.ts';
 import { readForm, BodyError } from './http/body.ts';
-import { publicOrigin, BadOriginError } from './http/origin.ts';
+import { forwardedClient, publicOrigin, BadOriginError } from './http/origin.ts';
 import type { Store } from './store/db.ts';
 
 export type AppServices = {
@@ -26,7 +26,6 @@ export type AppServices = {
   isReady(): boolean;
 };
 
-const PROVIDER_PREFIXES = ['/protocol/openid-connect/', '/.well-known/openid-configuration', '/clients-registrations/'];
 const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), '/.well-known/openid-configuration']);
 
 function sendJson(ctx: Context, status: number, body: unknown, headers?: Record<string, string>): void {
@@ -44,7 +43,21 @@ function sendResult(ctx: Context, result: ProtocolResult): void {
 }
 
 /** `..` segments, raw or percent-encoded, never name a resource here. */
-const hasDotSegment = (path: string): boolean => /(^|\/)(\.|%2e){2}(\/|$)/i.test(path) || /%2f|%5c/i.test(path.split('?')[0] ?? '');
+const hasDotSegment = (url: string): boolean => {
+  const path = url.split('?')[0] ?? '';
+  return /(^|\/)(\.|%2e){2}(\/|$)/i.test(path) || /%2f|%5c/i.test(path);
+};
+
+/** Methods of each route served by oidc-provider; anything else gets JSON 404/405 here. */
+const PROVIDER_METHODS = new Map<string, string[]>([
+  ['/.well-known/openid-configuration', ['GET', 'HEAD']],
+  [PROTOCOL_ROUTES.authorization, ['GET', 'POST']],
+  [PROTOCOL_ROUTES.token, ['POST']],
+  [PROTOCOL_ROUTES.userinfo, ['GET', 'POST']],
+  [PROTOCOL_ROUTES.end_session, ['GET', 'POST']],
+  [PROTOCOL_ROUTES.jwks, ['GET', 'HEAD']],
+  [PROTOCOL_ROUTES.revocation, ['POST']],
+]);
 
 export function createApp(services: AppServices): Koa {
   const { config, store, registry, logger, metrics } = services;
@@ -150,7 +163,10 @@ export function createApp(services: AppServices): Koa {
       // RFC 8414 metadata: the same document as OIDC discovery.
       return dispatchToProvider(ctx, realm, issuer, origin, '/.well-known/openid-configuration');
     }
-    if (PROVIDER_PREFIXES.some((prefix) => rest.startsWith(prefix))) {
+    const methods = PROVIDER_METHODS.get(rest);
+    if (methods) {
+      // CORS preflights are answered by oidc-provider for the routes that allow CORS.
+      if (!methods.includes(ctx.method) && ctx.method !== 'OPTIONS') return methodNotAllowed(ctx);
       return dispatchToProvider(ctx, realm, issuer, origin, rest);
     }
     return next();
@@ -177,7 +193,10 @@ export function createApp(services: AppServices): Koa {
     req.headers.host = host;
     req.headers['x-forwarded-host'] = host;
     req.headers['x-forwarded-proto'] = protocol.slice(0, -1);
-    if (!config.proxyHeaders) delete req.headers['x-forwarded-for'];
+    // The client address oidc-provider sees: the proxy's, only when proxy headers are trusted.
+    const forwardedFor = config.proxyHeaders === 'forwarded' ? forwardedClient(ctx.get('forwarded')) : undefined;
+    if (forwardedFor) req.headers['x-forwarded-for'] = forwardedFor;
+    else if (config.proxyHeaders !== 'xforwarded') delete req.headers['x-forwarded-for'];
     ctx.respond = false;
     await registry.handler(provider)(req, ctx.res);
   }

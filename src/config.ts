@@ -89,7 +89,9 @@ export function loadConfig(env: Env = process.env): Config {
       const message = error instanceof z.ZodError
         ? error.issues.map((issue) => issue.message).join('; ')
         : (error as Error).message;
-      problems.push(`${found.name}=${JSON.stringify(found.value)}: ${message}`);
+      // Values of secret-bearing variables are never echoed.
+      const shown = /KEY|PASSWORD|SECRET|URL/.test(found.name) ? '' : `=${JSON.stringify(found.value)}`;
+      problems.push(`${found.name}${shown}: ${message}`);
       return fallback;
     }
   }

@@ -98,9 +98,14 @@ program.command('start')
       const files = importDirFiles(cfg);
       if (files.length > 0) await withStore(cfg, (store) => importFiles(cfg, store, files, 'skip'));
     }
+    // Handlers go in before starting, so a signal during start-up still ends in a clean stop.
+    let stopSignal: string | undefined;
+    let stop: (signal: string) => void = (signal) => { stopSignal ??= signal; };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
     const server = await startServer(cfg);
     let stopping = false;
-    const stop = (signal: string): void => {
+    stop = (signal) => {
       if (stopping) return;
       stopping = true;
       server.logger.info({ signal }, 'shutting down');
@@ -109,8 +114,7 @@ program.command('start')
         process.exit(1);
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    if (stopSignal) stop(stopSignal);
   });
 
 program.command('migrate')
@@ -165,7 +169,8 @@ try {
   } else if (error instanceof UsageError) {
     process.stderr.write(`cloakroom: ${error.message}\n`);
   } else {
-    createLogger('error').error({ err: error }, 'cloakroom failed');
+    // One readable line; the stack only when asked for.
+    if (process.env.CLOAKROOM_LOG_LEVEL === 'debug') createLogger('debug').error({ err: error }, 'cloakroom failed');
     process.stderr.write(`cloakroom: ${(error as Error).message}\n`);
   }
   process.exit(1);

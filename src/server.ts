@@ -94,6 +94,17 @@ export async function startServer(config: Config, options: { logger?: Logger; st
     releaseEmbedded();
     throw error;
   }
+  try {
+    return await listen(config, logger, store, options, releaseEmbedded, started);
+  } catch (error) {
+    // A failed start leaves nothing behind: pool closed, embedded database released.
+    if (!options.store) await store.close().catch(() => {});
+    releaseEmbedded();
+    throw error;
+  }
+}
+
+async function listen(config: Config, logger: Logger, store: Store, options: { store?: Store }, releaseEmbedded: () => void, started: number): Promise<RunningServer> {
   if (options.store) await migrateToLatest(store.db);
   const box = secretBoxFor(config);
   const metrics: Metrics = createMetrics();

@@ -27,6 +27,19 @@ function parseForwarded(header: string): { proto?: string; host?: string } {
   return out;
 }
 
+/** The client address in `Forwarded: for=...` (first element), without port or brackets. */
+export function forwardedClient(header: string): string | undefined {
+  const first = header.split(',')[0] ?? '';
+  for (const pair of first.split(';')) {
+    const [key, raw] = pair.split('=');
+    if (key?.trim().toLowerCase() !== 'for' || !raw) continue;
+    const value = raw.trim().replace(/^"|"$/g, '');
+    const bracketed = /^\[([^\]]+)\]/.exec(value);
+    return bracketed ? bracketed[1] : value.replace(/:\d+$/, '');
+  }
+  return undefined;
+}
+
 export function publicOrigin(ctx: Context, config: Config): string {
   if (config.hostname) return config.hostname;
   let proto: string = ctx.protocol;

@@ -118,6 +118,8 @@ export class RealmContext {
 
   /** Cached per clientId, misses included (an unknown client id costs one query per context). */
   client(clientId: string): Promise<ClientModel | undefined> {
+    // PostgreSQL text cannot hold NUL, and no client id is that long: not a client, no query.
+    if (clientId.includes('\0') || clientId.length > 255) return Promise.resolve(undefined);
     let entry = this.#clients.get(clientId);
     if (!entry) {
       entry = this.#loadClient(clientId);

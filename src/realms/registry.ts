@@ -38,6 +38,7 @@ export class RealmRegistry {
   }
 
   async get(name: string): Promise<RealmContext | undefined> {
+    if (name.includes('\0') || name.length > 255) return undefined;
     const cached = this.#contexts.get(name);
     if (cached) {
       this.#contexts.delete(name);
