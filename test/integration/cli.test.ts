@@ -119,8 +119,9 @@ function start(env: Record<string, string>, args: string[] = [], timeoutMs = 60_
     let seen = false;
     child.stdout!.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
+      if (seen) return;
       const ready = parseLines().find((l) => l.msg === 'Cloakroom ready');
-      if (ready && !seen) {
+      if (ready) {
         seen = true;
         // Ready = answering HTTP. (The log line alone comes a moment before the signal
         // handlers exist; the test 'SIGTERM while starting' covers that window.)

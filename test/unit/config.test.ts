@@ -132,7 +132,7 @@ describe('master key', () => {
     for (const value of ['short', KEY.subarray(0, 16).toString('base64'), KEY.toString('hex').slice(0, 62), Buffer.concat([KEY, KEY]).toString('base64')]) {
       const error = configError({ CLOAKROOM_MASTER_KEY: value });
       expect(error.problems).toHaveLength(1);
-      expect(error.problems[0]).toMatch(/^CLOAKROOM_MASTER_KEY=/);
+      expect(error.problems[0]).toMatch(/^CLOAKROOM_MASTER_KEY: /);
       expect(error.problems[0]).toMatch(/32 bytes/);
     }
   });
@@ -155,7 +155,7 @@ describe('invalid configuration', () => {
     const error = configError(bad);
     expect(error.problems).toHaveLength(Object.keys(bad).length);
     for (const name of Object.keys(bad)) {
-      expect(error.problems.filter((line) => line.startsWith(`${name}=`) || line.startsWith(`${name} `)), name).toHaveLength(1);
+      expect(error.problems.filter((line) => line.startsWith(`${name}=`) || line.startsWith(`${name}: `)), name).toHaveLength(1);
     }
     expect(error.message.split('\n')).toEqual(error.problems);
   });
@@ -169,7 +169,7 @@ describe('invalid configuration', () => {
     for (const [name, value] of [['KC_HTTP_PORT', 'http'], ['KC_HTTP_PORT', '-1'], ['KC_HTTP_PORT', '80.5'], ['KC_DB_POOL_MAX_SIZE', '5000']] as const) {
       const error = configError({ [name]: value });
       expect(error.problems, `${name}=${value}`).toHaveLength(1);
-      expect(error.problems[0]).toMatch(new RegExp(`^${name}=`));
+      expect(error.problems[0]).toMatch(new RegExp(`^${name}[=:]`));
     }
   });
 
