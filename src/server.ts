@@ -115,13 +115,13 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
   if (adminCreated) logger.info({ username: config.bootstrapAdmin?.username }, 'created the bootstrap admin user in master');
 
   const hooks: ProviderHooks = {
-    onTokenIssued(realm, grantType, clientId) {
+    onTokenIssued(realm, grantType, clientId, ipAddress) {
       metrics.tokensIssued.inc({ realm: realm.name, grant_type: grantType });
-      if (grantType === 'client_credentials') recordEvent(store.db, realm, logger, { type: 'CLIENT_LOGIN', clientId });
+      if (grantType === 'client_credentials') recordEvent(store.db, realm, logger, { type: 'CLIENT_LOGIN', clientId, ipAddress });
     },
-    onGrantError(realm, grantType, clientId, error) {
+    onGrantError(realm, grantType, clientId, error, ipAddress) {
       if (grantType === 'client_credentials') {
-        recordEvent(store.db, realm, logger, { type: 'CLIENT_LOGIN_ERROR', clientId, error: (error as { error?: string }).error ?? 'server_error' });
+        recordEvent(store.db, realm, logger, { type: 'CLIENT_LOGIN_ERROR', clientId, error: (error as { error?: string }).error ?? 'server_error', ipAddress });
       }
     },
   };

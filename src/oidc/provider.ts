@@ -31,8 +31,8 @@ export const PROTOCOL_ROUTES = {
 } as const;
 
 export type ProviderHooks = {
-  onTokenIssued(realm: RealmContext, grantType: string, clientId: string | undefined): void;
-  onGrantError(realm: RealmContext, grantType: string | undefined, clientId: string | undefined, error: Error): void;
+  onTokenIssued(realm: RealmContext, grantType: string, clientId: string | undefined, ipAddress: string): void;
+  onGrantError(realm: RealmContext, grantType: string | undefined, clientId: string | undefined, error: Error, ipAddress: string): void;
 };
 
 /** Client attribute `access.token.lifespan` overrides the realm's accessTokenLifespan. */
@@ -208,10 +208,10 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
   });
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
-    hooks.onTokenIssued(realm, String(ctx.oidc.params?.grant_type ?? 'unknown'), ctx.oidc.client?.clientId);
+    hooks.onTokenIssued(realm, String(ctx.oidc.params?.grant_type ?? 'unknown'), ctx.oidc.client?.clientId, ctx.ip);
   });
   provider.on('grant.error', (ctx: KoaContextWithOIDC, error: Error) => {
-    hooks.onGrantError(realm, ctx.oidc?.params?.grant_type as string | undefined, ctx.oidc?.client?.clientId, error);
+    hooks.onGrantError(realm, ctx.oidc?.params?.grant_type as string | undefined, ctx.oidc?.client?.clientId, error, ctx.ip);
   });
   return provider;
 }

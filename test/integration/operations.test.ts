@@ -365,9 +365,9 @@ describe('realm isolation', () => {
 });
 
 describe('login events', () => {
-  async function eventsOf(realm: string): Promise<Array<{ type: string; client_id: string | null; error: string | null }>> {
+  async function eventsOf(realm: string): Promise<Array<{ type: string; client_id: string | null; error: string | null; ip_address: string | null }>> {
     return server.store.db.selectFrom('events').innerJoin('realms', 'realms.id', 'events.realm_id')
-      .select(['events.type', 'events.client_id', 'events.error']).where('realms.name', '=', realm).execute();
+      .select(['events.type', 'events.client_id', 'events.error', 'events.ip_address']).where('realms.name', '=', realm).execute();
   }
 
   async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 2000): Promise<T> {
@@ -384,6 +384,12 @@ describe('login events', () => {
     await accessToken(server.url, 'evented', 'svc', secret);
     const events = await poll(() => eventsOf('evented'), (rows) => rows.some((r) => r.type === 'CLIENT_LOGIN'));
     expect(events).toContainEqual(expect.objectContaining({ type: 'CLIENT_LOGIN', client_id: 'svc', error: null }));
+  });
+
+  it('records the client address on login events, as Keycloak does (ipAddress)', async () => {
+    await accessToken(server.url, 'evented', 'svc', secret);
+    const events = await poll(() => eventsOf('evented'), (rows) => rows.some((r) => r.type === 'CLIENT_LOGIN'));
+    expect(events.filter((r) => r.type === 'CLIENT_LOGIN').map((r) => r.ip_address)).toContain('127.0.0.1');
   });
 
   it('records CLIENT_LOGIN_ERROR for a failed client_credentials grant', async () => {
