@@ -44,26 +44,24 @@ export function createAdapterClass(db: Db, realmId: string, findClient: ClientLo
         .execute();
     }
 
+    /** One live row of this model by id, uid or user code. */
+    async #findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
+      const row = await db.selectFrom('oidc_payloads').select(['payload', 'expires_at', 'consumed_at'])
+        .where('realm_id', '=', realmId).where('model', '=', this.model).where(column, '=', value)
+        .executeTakeFirst();
+      return live(row);
+    }
+
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.model === 'Client') return findClient(id);
-      const row = await db.selectFrom('oidc_payloads').select(['payload', 'expires_at', 'consumed_at'])
-        .where('realm_id', '=', realmId).where('model', '=', this.model).where('id', '=', id)
-        .executeTakeFirst();
-      return live(row);
+      return this.model === 'Client' ? findClient(id) : this.#findBy('id', id);
     }
 
-    async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      const row = await db.selectFrom('oidc_payloads').select(['payload', 'expires_at', 'consumed_at'])
-        .where('realm_id', '=', realmId).where('model', '=', this.model).where('uid', '=', uid)
-        .executeTakeFirst();
-      return live(row);
+    findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      return this.#findBy('uid', uid);
     }
 
-    async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-      const row = await db.selectFrom('oidc_payloads').select(['payload', 'expires_at', 'consumed_at'])
-        .where('realm_id', '=', realmId).where('model', '=', this.model).where('user_code', '=', userCode)
-        .executeTakeFirst();
-      return live(row);
+    findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      return this.#findBy('user_code', userCode);
     }
 
     async consume(id: string): Promise<void> {
