@@ -5,10 +5,20 @@ import crypto from 'node:crypto';
 
 import Koa, { type Context } from 'koa';
 
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
 import type { Config } from './config.ts';
+import type { LoginEvent } from './events/events.ts';
+import { createLogoutRoute } from './login/logout.ts';
+import type { PageRenderer } from './login/pages.ts';
+import { createLoginRoutes, LoginPages } from './login/routes.ts';
+import { revoke } from './oidc/revocation.ts';
+import { bearerToken, userinfo } from './oidc/userinfo.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { introspect, type ProtocolResult } from './oidc/introspection.ts';
+import { clientAllowsOrigin } from './oidc/client-policy.ts';
 import { PROTOCOL_ROUTES } from './oidc/provider.ts';
 import type { RealmContext } from './realms/context.ts';
 import type { RealmRegistry } from './realms/registry.ts';
@@ -24,7 +34,13 @@ export type AppServices = {
   metrics: Metrics;
   /** False while starting and once shutdown began: /health/ready answers 503. */
   isReady(): boolean;
+  pages: PageRenderer;
+  /** Where the themes live (views/<theme>/login, views/<theme>/resources). */
+  viewsDir: string;
+  event(realm: RealmContext, event: LoginEvent): void;
 };
+
+const RESOURCE_TYPES: Record<string, string> = { '.css': 'text/css; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2' };
 
 const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), '/.well-known/openid-configuration']);
 
@@ -64,6 +80,9 @@ export function createApp(services: AppServices): Koa {
   const base = config.relativePath;
   const realmPattern = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/realms/([^/?#]+)(/[^?#]*)?$`);
   const app = new Koa();
+  const loginPages = new LoginPages({ pages: services.pages, logger, event: services.event, basePath: base });
+  const loginActions = createLoginRoutes(loginPages);
+  const logout = createLogoutRoute(loginPages);
 
   // Request id, timing, metrics and the last-resort error handler.
   app.use(async (ctx, next) => {
@@ -112,6 +131,10 @@ export function createApp(services: AppServices): Koa {
       ctx.body = await metrics.registry.metrics();
       return;
     }
+    if (path.startsWith(`${base}/resources/login/`)) {
+      ctx.state.route = '/resources/login/*';
+      return serveThemeResource(ctx, services.viewsDir, path.slice(`${base}/resources/login/`.length));
+    }
     const match = realmPattern.exec(path);
     if (!match) return next();
 
@@ -159,9 +182,55 @@ export function createApp(services: AppServices): Koa {
       sendResult(ctx, await introspect(realm, issuer, ctx.get('authorization') || undefined, form));
       return;
     }
+    if (rest.startsWith('/login-actions/')) {
+      ctx.state.route = '/realms/:realm/login-actions';
+      return loginActions(ctx, realm, issuer, registry.provider(realm, issuer), rest.slice('/login-actions'.length));
+    }
+    if (rest === PROTOCOL_ROUTES.end_session) {
+      if (ctx.method !== 'GET' && ctx.method !== 'POST') return methodNotAllowed(ctx);
+      return logout(ctx, realm, issuer, registry.provider(realm, issuer));
+    }
+    if (rest === PROTOCOL_ROUTES.userinfo) {
+      if (ctx.method === 'OPTIONS') return corsPreflight(ctx);
+      if (ctx.method !== 'GET' && ctx.method !== 'POST') return methodNotAllowed(ctx);
+      let form: Record<string, unknown> = {};
+      if (ctx.method === 'POST') {
+        try {
+          form = await readForm(ctx);
+        } catch (error) {
+          if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
+          throw error;
+        }
+      }
+      const result = await userinfo(realm, issuer, bearerToken(ctx.get('authorization') || undefined, form));
+      allowOriginFromToken(ctx, result.status === 200 ? ctx.get('authorization') : undefined);
+      sendResult(ctx, result);
+      return;
+    }
+    if (rest === PROTOCOL_ROUTES.revocation) {
+      if (ctx.method === 'OPTIONS') return dispatchToProvider(ctx, realm, issuer, origin, rest);
+      if (ctx.method !== 'POST') return methodNotAllowed(ctx);
+      let form: Record<string, unknown>;
+      try {
+        form = await readForm(ctx);
+      } catch (error) {
+        if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
+        throw error;
+      }
+      const result = await revoke(realm, issuer, ctx.get('authorization') || undefined, form);
+      if (result.revoked) services.event(realm, { type: 'REVOKE_GRANT', clientId: result.revoked.clientId, userId: result.revoked.userId, sessionId: result.revoked.sessionId, ipAddress: ctx.ip });
+      await allowClientOrigin(ctx, realm, typeof form.client_id === 'string' ? form.client_id : undefined);
+      sendResult(ctx, { status: result.status, body: result.body, ...(result.headers ? { headers: result.headers } : {}) });
+      return;
+    }
     if (rest === '/.well-known/oauth-authorization-server') {
       // RFC 8414 metadata: the same document as OIDC discovery.
       return dispatchToProvider(ctx, realm, issuer, origin, '/.well-known/openid-configuration');
+    }
+    if (rest.startsWith(`${PROTOCOL_ROUTES.authorization}/`) && /^\/[\w-]{1,64}$/.test(rest.slice(PROTOCOL_ROUTES.authorization.length))) {
+      // Where the login pages send the browser back to (oidc-provider's resume route).
+      if (ctx.method !== 'GET') return methodNotAllowed(ctx);
+      return dispatchToProvider(ctx, realm, issuer, origin, rest);
     }
     const methods = PROVIDER_METHODS.get(rest);
     if (methods) {
@@ -175,6 +244,42 @@ export function createApp(services: AppServices): Koa {
   app.use(async (ctx) => {
     sendJson(ctx, 404, { error: 'not_found', error_description: 'Resource not found' });
   });
+
+  /** CORS for userinfo: the origins the access token allows (its allowed-origins claim). */
+  function allowOriginFromToken(ctx: Context, authorization: string | undefined): void {
+    const origin = ctx.get('origin');
+    if (!origin || !authorization) return;
+    try {
+      const payload = JSON.parse(Buffer.from(authorization.split(' ')[1]?.split('.')[1] ?? '', 'base64url').toString('utf8')) as { 'allowed-origins'?: unknown };
+      const allowed = Array.isArray(payload['allowed-origins']) ? payload['allowed-origins'] : [];
+      if (allowed.includes(origin) || allowed.includes('*')) {
+        ctx.set('Access-Control-Allow-Origin', origin);
+        ctx.set('Vary', 'Origin');
+      }
+    } catch { /* not a JWT: no CORS */ }
+  }
+
+  async function allowClientOrigin(ctx: Context, realm: RealmContext, clientId: string | undefined): Promise<void> {
+    const origin = ctx.get('origin');
+    if (!origin || !clientId) return;
+    const client = await realm.client(clientId);
+    if (client && clientAllowsOrigin(client, origin)) {
+      ctx.set('Access-Control-Allow-Origin', origin);
+      ctx.set('Vary', 'Origin');
+    }
+  }
+
+  function corsPreflight(ctx: Context): void {
+    const origin = ctx.get('origin');
+    ctx.status = 204;
+    if (origin) {
+      ctx.set('Access-Control-Allow-Origin', origin);
+      ctx.set('Access-Control-Allow-Methods', 'GET, POST');
+      ctx.set('Access-Control-Allow-Headers', ctx.get('access-control-request-headers') || 'authorization, content-type');
+      ctx.set('Access-Control-Max-Age', '3600');
+      ctx.set('Vary', 'Origin');
+    }
+  }
 
   function methodNotAllowed(ctx: Context): void {
     oauthError(ctx, 405, 'invalid_request', `${ctx.method} is not allowed here`);
@@ -202,6 +307,27 @@ export function createApp(services: AppServices): Koa {
   }
 
   return app;
+}
+
+/** {base}/resources/login/{theme}/{file}: the theme's static files, falling back to the default theme. */
+async function serveThemeResource(ctx: Context, viewsDir: string, rest: string): Promise<void> {
+  const match = /^([a-z0-9][a-z0-9_-]{0,63})\/([\w-]{1,64}\.(css|png|svg|ico|woff2))$/.exec(rest);
+  if (!match || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) {
+    sendJson(ctx, 404, { error: 'not_found', error_description: 'Resource not found' });
+    return;
+  }
+  const [, theme, file] = match as unknown as [string, string, string];
+  for (const dir of [theme, 'default']) {
+    try {
+      const body = await fs.readFile(path.join(viewsDir, dir, 'resources', file));
+      ctx.type = RESOURCE_TYPES[path.extname(file)] ?? 'application/octet-stream';
+      ctx.set('Cache-Control', 'public, max-age=3600');
+      ctx.set('X-Content-Type-Options', 'nosniff');
+      ctx.body = body;
+      return;
+    } catch { /* try the default theme */ }
+  }
+  sendJson(ctx, 404, { error: 'not_found', error_description: 'Resource not found' });
 }
 
 /** GET {base}/realms/{realm}: Keycloak's PublishedRealmRepresentation. */

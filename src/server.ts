@@ -9,6 +9,7 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { createSecretBox, loadOrCreateKeyFile, type SecretBox } from './crypto/secret-box.ts';
 import { recordEvent } from './events/events.ts';
+import { createPageRenderer, pageSecurityHeaders } from './login/pages.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { deleteExpiredPayloads } from './oidc/adapter.ts';
@@ -17,6 +18,7 @@ import { bootstrap } from './realms/bootstrap.ts';
 import { RealmRegistry } from './realms/registry.ts';
 import { migrateToLatest, openStore, type Store } from './store/db.ts';
 import { deleteRetiredKeys } from './store/keys.ts';
+import { deleteExpiredSessions } from './store/sessions.ts';
 
 export type RunningServer = {
   url: string;
@@ -114,6 +116,8 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
   if (masterCreated) logger.info('created the master realm');
   if (adminCreated) logger.info({ username: config.bootstrapAdmin?.username }, 'created the bootstrap admin user in master');
 
+  const viewsDir = findViewsDir();
+  const pages = createPageRenderer(viewsDir);
   const hooks: ProviderHooks = {
     onTokenIssued(realm, grantType, clientId, ipAddress) {
       metrics.tokensIssued.inc({ realm: realm.name, grant_type: grantType });
@@ -123,13 +127,36 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
       if (grantType === 'client_credentials') {
         recordEvent(store.db, realm, logger, { type: 'CLIENT_LOGIN_ERROR', clientId, error: (error as { error?: string }).error ?? 'server_error', ipAddress });
       }
+      if (grantType === 'authorization_code') {
+        recordEvent(store.db, realm, logger, { type: 'CODE_TO_TOKEN_ERROR', clientId, error: (error as { error?: string }).error ?? 'server_error', ipAddress, details: { reason: (error as { error_description?: string }).error_description } });
+      }
+    },
+    event(realm, event) {
+      recordEvent(store.db, realm, logger, event);
+    },
+    onServerError(realm, error) {
+      logger.error({ err: error, realm: realm.name }, 'oidc-provider server error');
+    },
+    async errorPage(realm, ctx, error) {
+      // Errors the authorization endpoint cannot redirect (unknown client, bad redirect URI): a page, like Keycloak's.
+      const html = await pages.render(realm.settings.loginTheme || 'default', 'error', {
+        realmName: realm.name, ...(realm.realm.display_name ? { realmDisplayName: realm.realm.display_name } : {}),
+        locale: realm.settings.defaultLocale || 'en', resourcesUrl: `${config.relativePath}/resources/login/${realm.settings.loginTheme || 'default'}`,
+        message: { type: 'error', text: error.error_description ? `${error.error_description} (${error.error})` : error.error },
+      });
+      ctx.type = 'html';
+      ctx.set(pageSecurityHeaders());
+      ctx.body = html;
     },
   };
   const registry = new RealmRegistry(store, box, hooks, logger, config.realmCacheSize);
   await registry.start();
 
   let ready = false;
-  const app = createApp({ config, store, registry, logger, metrics, isReady: () => ready });
+  const app = createApp({
+    config, store, registry, logger, metrics, isReady: () => ready, pages, viewsDir,
+    event: (realm, event) => recordEvent(store.db, realm, logger, event),
+  });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
   await new Promise<void>((resolve, reject) => {
@@ -147,9 +174,10 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
   const cleanup = setInterval(() => {
     void store.tryWithLock(CLEANUP_LOCK, async () => {
       const payloads = await deleteExpiredPayloads(store.db);
+      const sessions = await deleteExpiredSessions(store.db);
       const realms = await deleteRetiredKeys(store.db);
       for (const realmId of realms) await registry.realmChanged(realmId);
-      if (payloads > 0 || realms.length > 0) logger.info({ payloads, keyRealms: realms.length }, 'removed expired state');
+      if (payloads > 0 || sessions > 0 || realms.length > 0) logger.info({ payloads, sessions, keyRealms: realms.length }, 'removed expired state');
     }).catch((err) => logger.warn({ err }, 'cleanup job failed'));
   }, CLEANUP_INTERVAL_MS);
   cleanup.unref();
@@ -178,4 +206,13 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
       return closing;
     },
   };
+}
+
+/** views/ beside src/ (sources) or beside dist/ (compiled build). */
+function findViewsDir(): string {
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  for (const candidate of [path.resolve(here, '..', 'views'), path.resolve(here, '..', '..', 'views')]) {
+    if (fs.existsSync(path.join(candidate, 'default', 'login'))) return candidate;
+  }
+  throw new Error('views/ directory not found');
 }

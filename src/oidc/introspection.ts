@@ -5,6 +5,8 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload, t
 
 import { safeEqual } from '../crypto/random.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
+import { findClientSession, findLiveUserSession } from '../store/sessions.ts';
+import { verifyRefreshToken } from './realm-jwt.ts';
 
 export type ProtocolResult = { status: number; body: Record<string, unknown>; headers?: Record<string, string> };
 
@@ -72,6 +74,27 @@ export async function verifyRealmToken(realm: RealmContext, issuer: string, toke
   }
 }
 
+/**
+ * Keycloak reports a token of an ended session as inactive. Offline tokens live on the offline
+ * session; a refresh token also needs its client session, and with rotation on only the current
+ * or newest token is active.
+ */
+async function sessionBehindTokenAlive(realm: RealmContext, claims: JWTPayload): Promise<boolean> {
+  if (typeof claims.sid !== 'string') return claims.typ === 'Bearer'; // service-account tokens have no session
+  const offline = claims.typ === 'Offline';
+  const key = { realmId: realm.id, id: claims.sid, offline };
+  let session = await findLiveUserSession(realm.db, key);
+  if (!session && (claims.typ === 'Bearer' || claims.typ === 'ID')) session = await findLiveUserSession(realm.db, { ...key, offline: true });
+  if (!session || session.user_id !== claims.sub) return false;
+  if (claims.typ !== 'Refresh' && claims.typ !== 'Offline') return true;
+  const client = typeof claims.azp === 'string' ? await realm.client(claims.azp) : undefined;
+  const clientSession = client ? await findClientSession(realm.db, key, client.id) : undefined;
+  if (!clientSession) return false;
+  if (!realm.settings.revokeRefreshToken) return true;
+  const inUse = clientSession.current_refresh_jti === claims.jti && clientSession.refresh_use_count <= realm.settings.refreshTokenMaxReuse;
+  return inUse || clientSession.latest_refresh_jti === claims.jti;
+}
+
 export async function introspect(realm: RealmContext, issuer: string, authorization: string | undefined, form: Record<string, unknown>): Promise<ProtocolResult> {
   const credentials = readClientCredentials(authorization, form);
   if (credentials && 'status' in credentials) return credentials;
@@ -79,8 +102,9 @@ export async function introspect(realm: RealmContext, issuer: string, authorizat
   if ('status' in client) return client;
   const token = form.token;
   if (typeof token !== 'string' || token === '') return oauthError(400, 'invalid_request', 'Token not provided.');
-  const claims = await verifyRealmToken(realm, issuer, token);
-  if (!claims || (claims.typ !== 'Bearer' && claims.typ !== 'ID')) return INACTIVE;
+  const claims = await verifyRealmToken(realm, issuer, token) ?? await verifyRefreshToken(realm, issuer, token);
+  if (!claims || !['Bearer', 'ID', 'Refresh', 'Offline'].includes(String(claims.typ))) return INACTIVE;
+  if (!(await sessionBehindTokenAlive(realm, claims))) return INACTIVE;
   return {
     status: 200,
     body: {

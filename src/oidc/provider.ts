@@ -3,17 +3,28 @@
 // token shape, token response fields, client authentication methods.
 import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
+import type { LoginEvent } from '../events/events.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
+import { ssoSessionLifespans } from '../realms/settings.ts';
 import { findServiceAccountUserId } from '../store/clients.ts';
+import { findUserById } from '../store/users.ts';
 import { createAdapterClass } from './adapter.ts';
+import { accessTokenLifespan, clientAllowsOrigin, redirectUriMatches } from './client-policy.ts';
+import { completeCodeExchange, userAccessTokenPayload } from './code-exchange.ts';
+import { passwordGrant, PASSWORD_GRANT_PARAMETERS, oauthError } from './grants/password.ts';
+import { refreshTokenGrant, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
 import { grantedScopes, loadSubject, mappersFor, scopeString, tokenClaims } from './keycloak-token.ts';
+import { TokenRequestError } from './session-tokens.ts';
+import { interactionPolicyFor, loadExistingGrantFor } from './sso-session.ts';
+
+export { accessTokenLifespan, clientAllowsOrigin };
 
 /**
  * oidc-provider issues JWT access tokens only for a resource server. Keycloak has no resource
  * indicators, so every access token is issued for this one internal resource and its audience
  * is then set by the protocol mappers, as Keycloak does.
  */
-const REALM_RESOURCE = 'urn:cloakroom:realm';
+export const REALM_RESOURCE = 'urn:cloakroom:realm';
 
 export const PROTOCOL_ROUTES = {
   authorization: '/protocol/openid-connect/auth',
@@ -33,28 +44,13 @@ export const PROTOCOL_ROUTES = {
 export type ProviderHooks = {
   onTokenIssued(realm: RealmContext, grantType: string, clientId: string | undefined, ipAddress: string): void;
   onGrantError(realm: RealmContext, grantType: string | undefined, clientId: string | undefined, error: Error, ipAddress: string): void;
+  /** An error oidc-provider turned into a 500 (server_error): logged, never shown. */
+  onServerError(realm: RealmContext, error: Error): void;
+  /** Stores a login event (when the realm records that type). */
+  event(realm: RealmContext, event: LoginEvent): void;
+  /** HTML error page for errors oidc-provider cannot send back to the client (bad redirect URI...). */
+  errorPage(realm: RealmContext, ctx: KoaContextWithOIDC, error: { error: string; error_description?: string }): Promise<void>;
 };
-
-/** Client attribute `access.token.lifespan` overrides the realm's accessTokenLifespan. */
-export function accessTokenLifespan(realm: RealmContext, client: ClientModel | undefined): number {
-  const override = Number.parseInt(client?.row.attributes['access.token.lifespan'] ?? '', 10);
-  return Number.isFinite(override) && override > 0 ? override : realm.settings.accessTokenLifespan;
-}
-
-/** Origins allowed for CORS: webOrigins, with '+' meaning the origins of the redirect URIs. */
-export function clientAllowsOrigin(client: ClientModel, origin: string): boolean {
-  for (const entry of client.row.web_origins) {
-    if (entry === '*' || entry === origin) return true;
-    if (entry === '+') {
-      for (const uri of client.row.redirect_uris) {
-        try {
-          if (new URL(uri.replace(/\*$/, '')).origin === origin) return true;
-        } catch { /* relative or malformed redirect URI */ }
-      }
-    }
-  }
-  return false;
-}
 
 /**
  * jose and oidc-provider insist on an audience; Keycloak leaves `aud` out when no mapper adds
@@ -67,6 +63,22 @@ function setAudience(payload: Record<string, unknown>, aud: unknown, fallback: s
     delete payload.aud;
     Object.defineProperty(payload, 'aud', { value: fallback, enumerable: false, configurable: true });
   }
+}
+
+/**
+ * oidc-provider drops offline_access unless prompt=consent is asked for (OpenID Connect Core
+ * 11); Keycloak grants it to any client that asks. A GET authorization request asking for it
+ * gets prompt=consent added; the consent step approves itself for clients without
+ * consentRequired, so the user sees nothing.
+ */
+function keepOfflineAccess(ctx: { method: string; path: string; querystring: string }): void {
+  if (ctx.method !== 'GET' || !ctx.path.endsWith(PROTOCOL_ROUTES.authorization)) return;
+  const query = new URLSearchParams(ctx.querystring);
+  const scopes = (query.get('scope') ?? '').split(' ');
+  const prompts = (query.get('prompt') ?? '').split(' ').filter(Boolean);
+  if (!scopes.includes('offline_access') || prompts.includes('consent') || prompts.includes('none')) return;
+  query.set('prompt', [...prompts, 'consent'].join(' '));
+  ctx.querystring = query.toString();
 }
 
 export function buildProvider(realm: RealmContext, issuer: string, hooks: ProviderHooks): Provider {
@@ -95,10 +107,15 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     return { claims, scope: scopeString(scopes, requested), sub: base.user.id };
   }
 
+  const issuerPath = new URL(issuer).pathname;
   const configuration: Configuration = {
     adapter: createAdapterClass(realm.db, realm.id, async (clientId) => (await realm.client(clientId))?.metadata as never),
     jwks: { keys: realm.keys.signing as never },
-    cookies: { keys: [realm.box.derive(`cookies:${realm.id}`).toString('base64url')] },
+    cookies: {
+      keys: [realm.box.derive(`cookies:${realm.id}`).toString('base64url')],
+      long: { signed: true, httpOnly: true, sameSite: 'lax' },
+      short: { signed: true, httpOnly: true, sameSite: 'lax' },
+    },
     routes: PROTOCOL_ROUTES,
     scopes: ['openid', 'offline_access', ...realm.scopeNames],
     clientDefaults: {
@@ -112,6 +129,27 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
       userinfoSigningAlgValues: ['RS256', 'ES256'],
     },
     conformIdTokenClaims: false,
+    // A code is only ever exchanged for Cloakroom's own refresh token (see code-exchange.ts).
+    issueRefreshToken: async () => false,
+    findAccount: async (ctx, sub) => {
+      const user = await findUserById(realm.db, realm.id, sub);
+      if (!user || !user.enabled) return undefined;
+      return { accountId: sub, claims: async () => ({ sub }) };
+    },
+    interactions: {
+      policy: interactionPolicyFor(realm, hooks.event),
+      // The login pages live under {issuer}/login-actions/{uid}; the interaction cookie's path is this URL's path.
+      url: (ctx, interaction) => `${issuerPath}/login-actions/${interaction.uid}`,
+    },
+    loadExistingGrant: loadExistingGrantFor(realm, REALM_RESOURCE),
+    pkce: {
+      // Public clients must use PKCE (S256, the only method oidc-provider offers); confidential clients
+      // must when their Keycloak attribute pkce.code.challenge.method asks for it.
+      required: (ctx, client) => {
+        if (client.clientAuthMethod === 'none') return true;
+        return Boolean(realm.loadedClient(client.clientId)?.row.attributes['pkce.code.challenge.method']);
+      },
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -144,6 +182,13 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     ttl: {
       ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? realm.settings.accessTokenLifespan,
       AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? realm.settings.accessTokenLifespan,
+      AuthorizationCode: realm.settings.accessCodeLifespan,
+      // Only the (discarded) ID token of a code exchange or an implicit response uses this.
+      IdToken: (ctx, token, client) => accessTokenLifespan(realm, realm.loadedClient(client.clientId)),
+      Interaction: realm.settings.accessCodeLifespanLogin,
+      // The SSO session's real lifetime is the user session's (sso-session.ts); this only bounds the row.
+      Session: (ctx, session) => ssoSessionLifespans(realm.settings, !session.transient).max || 36000,
+      Grant: (ctx, grant) => realm.loadedClient(grant.clientId ?? '')?.row.consent_required ? 365 * 86400 : ssoSessionLifespans(realm.settings, true).max || 36000,
     },
     formats: {
       customizers: {
@@ -167,11 +212,29 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
             jwt.payload = shaped;
             // The token response's `scope` is read from the token after it is signed.
             (token as { scope?: string }).scope = scope || undefined;
+          } else if (token.kind === 'AccessToken') {
+            let shaped: Record<string, unknown>;
+            try {
+              shaped = await userAccessTokenPayload(realm, client, ctx as KoaContextWithOIDC, {
+                jti: payload.jti as string, iat: payload.iat as number,
+                sessionUid: (token as { sessionUid?: string }).sessionUid, accountId: token.accountId,
+              });
+            } catch (error) {
+              if (error instanceof TokenRequestError) throw oauthError(error.error, error.message, error.status);
+              throw error;
+            }
+            if (shaped.aud === undefined) setAudience(shaped, undefined, client.clientId);
+            jwt.payload = shaped;
+            (token as { scope?: string }).scope = (shaped.scope as string) || undefined;
           }
         },
       },
     },
     renderError: async (ctx, out) => {
+      if (ctx.oidc?.route === 'authorization' || ctx.oidc?.route === 'resume') {
+        await hooks.errorPage(realm, ctx as KoaContextWithOIDC, out);
+        return;
+      }
       ctx.type = 'json';
       ctx.body = out;
     },
@@ -181,8 +244,28 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
   // The app in front rewrites Host and X-Forwarded-Proto to the realm's public origin.
   provider.proxy = true;
 
+  // Keycloak redirect URIs may end in a '*' wildcard; everything else matches exactly.
+  provider.Client.prototype.redirectUriAllowed = function redirectUriAllowed(this: { redirectUris?: string[] }, value: string): boolean {
+    return redirectUriMatches(this.redirectUris ?? [], value);
+  };
+
+  provider.registerGrantType('password', passwordGrant(realm, hooks.event), PASSWORD_GRANT_PARAMETERS);
+  provider.registerGrantType('refresh_token', refreshTokenGrant(realm, hooks.event), REFRESH_GRANT_PARAMETERS);
+
   provider.use(async (ctx, next) => {
+    keepOfflineAccess(ctx);
     await next();
+    if (ctx.oidc?.route === 'token' && ctx.status === 200 && ctx.oidc.params?.grant_type === 'authorization_code') {
+      const joined = await completeCodeExchange(realm, ctx as KoaContextWithOIDC).catch((error: unknown) => {
+        if (error instanceof TokenRequestError) {
+          ctx.status = error.status;
+          ctx.body = { error: error.error, error_description: error.message };
+          return undefined;
+        }
+        throw error;
+      });
+      if (joined) hooks.event(realm, { type: 'CODE_TO_TOKEN', clientId: joined.clientId, userId: joined.userId, sessionId: joined.sessionId, ipAddress: ctx.ip });
+    }
     // Keycloak's token response carries refresh_expires_in and not-before-policy.
     // RFC 6749 5.2 (and Keycloak) call a grant the client may not use unauthorized_client.
     if (ctx.oidc?.route === 'token' && ctx.status === 400 && (ctx.body as { error_description?: string })?.error_description === 'requested grant type is not allowed for this client') {
@@ -207,6 +290,7 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     }
   });
 
+  provider.on('server_error', (ctx: unknown, error: Error) => hooks.onServerError(realm, error));
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     hooks.onTokenIssued(realm, String(ctx.oidc.params?.grant_type ?? 'unknown'), ctx.oidc.client?.clientId, ctx.ip);
   });

@@ -32,20 +32,25 @@ const toMapper = (row: { name: string; protocol_mapper: string; config: Record<s
   name: row.name, protocolMapper: row.protocol_mapper, config: row.config,
 });
 
-/** Absolute redirect URIs; Keycloak's trailing-`*` wildcards stay in and are matched by the login flow. */
-function absoluteRedirectUris(uris: string[]): string[] {
-  return uris.filter((uri) => {
+/**
+ * Absolute redirect URIs. Keycloak resolves relative ones ('/*') against the client's root URL;
+ * trailing-'*' wildcards stay in and are matched by Keycloak's rule (client-policy.ts).
+ */
+export function absoluteRedirectUris(uris: string[], rootUrl: string | null): string[] {
+  const out: string[] = [];
+  for (const uri of uris) {
+    const resolved = uri.startsWith('/') && rootUrl ? rootUrl.replace(/\/$/, '') + uri : uri;
     try {
-      return new URL(uri).protocol !== 'javascript:';
-    } catch {
-      return false;
-    }
-  });
+      const { protocol } = new URL(resolved);
+      if (protocol !== 'javascript:' && protocol !== 'data:') out.push(resolved);
+    } catch { /* relative without a root URL, or malformed: not usable */ }
+  }
+  return out;
 }
 
 /** Keycloak client -> oidc-provider client metadata. */
 function clientMetadata(row: Client, secret: string | null, scopes: string[], realmSettings: RealmSettings): Record<string, unknown> {
-  const redirectUris = absoluteRedirectUris(row.redirect_uris ?? []);
+  const redirectUris = absoluteRedirectUris(row.redirect_uris ?? [], row.root_url);
   // Browser flows need a redirect URI; without one the client can still use the back-channel grants.
   const browser = redirectUris.length > 0;
   const grantTypes: string[] = [];
@@ -60,7 +65,7 @@ function clientMetadata(row: Client, secret: string | null, scopes: string[], re
     if (row.standard_flow_enabled) responseTypes.push('code id_token', 'code token', 'code id_token token');
   }
   if (row.service_accounts_enabled && !row.public_client) grantTypes.push('client_credentials');
-  // Direct access grants (password) are served by the hosted-login work; refresh comes with them.
+  if (row.direct_access_grants_enabled) grantTypes.push('password', 'refresh_token');
 
   const publicClient = row.public_client;
   const authMethod = publicClient ? 'none' : row.client_authenticator_type === 'client-jwt' ? 'private_key_jwt' : 'client_secret_basic';

@@ -5,6 +5,8 @@ type Json = ColumnType<unknown, string | unknown, string | unknown>;
 type JsonOf<T> = ColumnType<T, T | string, T | string>;
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** Set on insert by default, updated later (last refresh...). */
+type Touched = ColumnType<Date, Date | string | undefined, Date | string>;
 
 export type RealmTable = {
   id: string;
@@ -176,6 +178,37 @@ export type AdminEventTable = {
   error: string | null;
 };
 
+export type UserSessionTable = {
+  id: string;
+  offline: boolean;
+  realm_id: string;
+  user_id: string;
+  login_username: string;
+  ip_address: string | null;
+  remember_me: Generated<boolean>;
+  auth_time: number;
+  started_at: Touched;
+  last_refresh_at: Touched;
+  expires_at: Timestamp | null;
+};
+
+export type ClientSessionTable = {
+  user_session_id: string;
+  offline: boolean;
+  client_id: string;
+  realm_id: string;
+  grant_id: string | null;
+  scope: string;
+  started_at: CreatedAt;
+  last_refresh_at: Touched;
+  current_refresh_jti: string | null;
+  refresh_use_count: Generated<number>;
+  latest_refresh_jti: string | null;
+  rotated_from_jti: string | null;
+  rotated_at: Timestamp | null;
+  successor_sealed: string | null;
+};
+
 export type Database = {
   realms: RealmTable;
   clients: ClientTable;
@@ -196,6 +229,8 @@ export type Database = {
   oidc_payloads: OidcPayloadTable;
   events: EventTable;
   admin_events: AdminEventTable;
+  user_sessions: UserSessionTable;
+  client_sessions: ClientSessionTable;
 };
 
 export type Realm = Selectable<RealmTable>;
@@ -208,3 +243,5 @@ export type Role = Selectable<RoleTable>;
 export type ClientScope = Selectable<ClientScopeTable>;
 export type ProtocolMapper = Selectable<ProtocolMapperTable>;
 export type SigningKey = Selectable<SigningKeyTable>;
+export type UserSession = Selectable<UserSessionTable>;
+export type ClientSession = Selectable<ClientSessionTable>;

@@ -1,0 +1,49 @@
+// The authorization-code exchange: oidc-provider validates the code (PKCE, redirect URI, replay)
+// and signs the access token, whose payload comes from here; the response is then completed
+// Keycloak's way: our ID token, our refresh token bound to a new client session, session_state.
+import type { KoaContextWithOIDC } from 'oidc-provider';
+
+import type { ClientModel, RealmContext } from '../realms/context.ts';
+import { findLiveUserSession } from '../store/sessions.ts';
+import type { UserSession } from '../store/schema.ts';
+import { issueFirstTokens, TokenRequestError } from './session-tokens.ts';
+import { accessTokenPayload, loadUserTokenSubject, type TokenSubjectData } from './user-tokens.ts';
+
+type CodeLike = { scope?: string; acr?: string; nonce?: string; sessionUid?: string; grantId?: string; accountId?: string };
+
+/** What the access-token customizer computed, reused by the response step of the same request. */
+type Prepared = { session: UserSession; data: TokenSubjectData; scope: string; acr: string; accessToken: Record<string, unknown> };
+const prepared = new WeakMap<object, Prepared>();
+
+/** The Keycloak access-token payload for a token oidc-provider issues to a user. */
+export async function userAccessTokenPayload(realm: RealmContext, client: ClientModel, ctx: KoaContextWithOIDC, token: { jti: string; sessionUid?: string; accountId?: string; iat?: number }): Promise<Record<string, unknown>> {
+  const code = ctx.oidc.entities.AuthorizationCode as CodeLike | undefined;
+  const sid = token.sessionUid ?? code?.sessionUid;
+  const session = sid ? await findLiveUserSession(realm.db, { realmId: realm.id, id: sid, offline: false }) : undefined;
+  if (!session || session.user_id !== token.accountId) throw new TokenRequestError('invalid_grant', 'Session not active');
+  const scope = code?.scope ?? String(ctx.oidc.params?.scope ?? 'openid');
+  const data = await loadUserTokenSubject(realm, client, session.user_id, scope);
+  if (!data) throw new TokenRequestError('invalid_grant', 'User disabled or not found');
+  const acr = code?.acr ?? '1';
+  const now = token.iat ?? Math.floor(Date.now() / 1000);
+  const payload = accessTokenPayload({ realm, issuer: ctx.oidc.issuer, client, session, scope, acr, ipAddress: ctx.ip }, data, now, token.jti);
+  prepared.set(ctx, { session, data, scope, acr, accessToken: payload });
+  return payload;
+}
+
+/** Completes a successful code exchange's response (ctx.body from oidc-provider). */
+export async function completeCodeExchange(realm: RealmContext, ctx: KoaContextWithOIDC): Promise<{ userId: string; sessionId: string; clientId: string } | undefined> {
+  const code = ctx.oidc.entities.AuthorizationCode as CodeLike | undefined;
+  const state = prepared.get(ctx);
+  const body = ctx.body as Record<string, unknown> | undefined;
+  if (!code || !state || !body || typeof body.access_token !== 'string') return undefined;
+  const client = await realm.client(ctx.oidc.client!.clientId);
+  if (!client) return undefined;
+  const issued = await issueFirstTokens({
+    realm, issuer: ctx.oidc.issuer, client, session: state.session, scope: state.scope, acr: state.acr,
+    nonce: code.nonce, ipAddress: ctx.ip, grantId: code.grantId ?? null, data: state.data,
+    accessToken: { token: body.access_token, payload: state.accessToken },
+  });
+  ctx.body = issued.body;
+  return { userId: state.session.user_id, sessionId: state.session.id, clientId: client.clientId };
+}

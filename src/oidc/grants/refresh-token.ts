@@ -1,0 +1,91 @@
+// grant_type=refresh_token with Keycloak's semantics: the token is bound to a live user session
+// and to the client session of `azp`; realms with revokeRefreshToken rotate with reuse detection
+// (src/store/sessions.ts useRefreshToken), optionally with Cloakroom's grace window for repeats.
+import crypto from 'node:crypto';
+
+import { decodeJwt } from 'jose';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+
+import type { RealmContext } from '../../realms/context.ts';
+import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans } from '../../realms/settings.ts';
+import { touchUserSession, useRefreshToken } from '../../store/sessions.ts';
+import { verifyRefreshToken } from '../realm-jwt.ts';
+import { issueUserTokens, loadUserTokenSubject, refreshTokenPayload, type UserTokenRequest } from '../user-tokens.ts';
+import { signRefreshToken } from '../realm-jwt.ts';
+import { oauthError, type GrantEvents } from './password.ts';
+
+export const REFRESH_GRANT_PARAMETERS = ['refresh_token', 'scope'];
+
+const REUSE_MESSAGES = {
+  no_client_session: "Session doesn't have required client",
+  stale_token: 'Stale token',
+  reuse_exceeded: 'Maximum allowed refresh token reuse exceeded',
+} as const;
+
+export function refreshTokenGrant(realm: RealmContext, record: GrantEvents) {
+  return async function refreshTokenGrantHandler(ctx: KoaContextWithOIDC): Promise<void> {
+    const params = ctx.oidc.params as Record<string, string | undefined>;
+    const client = await realm.client(ctx.oidc.client!.clientId);
+    if (!client) throw new errors.InvalidClient('client not found');
+    const presented = params.refresh_token;
+    if (!presented) throw new errors.InvalidRequest('Missing parameter: refresh_token');
+
+    let userId: string | undefined;
+    let sessionId: string | undefined;
+    const fail = (description: string, reason: string): never => {
+      record(realm, { type: 'REFRESH_TOKEN_ERROR', clientId: client.clientId, userId, sessionId, ipAddress: ctx.ip, error: reason, details: { reason: description } });
+      throw oauthError('invalid_grant', description);
+    };
+
+    const claims = await verifyRefreshToken(realm, ctx.oidc.issuer, presented);
+    if (!claims || typeof claims.jti !== 'string' || typeof claims.sid !== 'string' || typeof claims.sub !== 'string') return fail('Invalid refresh token', 'invalid_token');
+    if (claims.typ !== 'Refresh' && claims.typ !== 'Offline') return fail('Invalid refresh token', 'invalid_token');
+    userId = claims.sub;
+    sessionId = claims.sid;
+    if (claims.azp !== client.clientId) return fail("Invalid refresh token. Token client and authorized client don't match", 'invalid_token');
+    if ((claims.iat ?? 0) < realm.realm.not_before) return fail('Stale token', 'invalid_token');
+
+    const offline = claims.typ === 'Offline';
+    const key = { realmId: realm.id, id: claims.sid, offline };
+    const session = await touchUserSession(realm.db, key, (rememberMe) => offline ? offlineSessionLifespans(realm.settings) : ssoSessionLifespans(realm.settings, rememberMe));
+    if (!session || session.user_id !== claims.sub) return fail(offline ? 'Offline user session not found' : 'Session not active', 'invalid_token');
+
+    // The requested scope may only narrow what the token holds.
+    const held = String(claims.scope ?? '').split(' ').filter(Boolean);
+    let scope = held.join(' ');
+    if (params.scope) {
+      const asked = params.scope.split(' ').filter(Boolean);
+      const extra = asked.filter((s) => !held.includes(s));
+      if (extra.length > 0) throw new errors.InvalidScope('Invalid scopes: ' + params.scope, extra.join(' '));
+      scope = asked.join(' ');
+    }
+
+    const data = await loadUserTokenSubject(realm, client, session.user_id, scope);
+    if (!data) return fail('User disabled', 'user_disabled');
+    if (session.user_id && data.subject.user.id !== claims.sub) return fail('Invalid refresh token', 'invalid_token');
+
+    const req: UserTokenRequest = { realm, issuer: ctx.oidc.issuer, client, session, scope, acr: '1', ipAddress: ctx.ip };
+    const now = Math.floor(Date.now() / 1000);
+    const newJti = crypto.randomUUID();
+    const successorPayload = refreshTokenPayload(req, data, now, newJti);
+    let successor = await signRefreshToken(realm, successorPayload);
+    let successorExp = successorPayload.exp as number | undefined;
+
+    const grace = refreshReuseGraceSeconds(realm.settings);
+    const use = await useRefreshToken(realm.db, {
+      key, clientUuid: client.id, jti: claims.jti, newJti,
+      rotate: realm.settings.revokeRefreshToken, maxReuse: realm.settings.refreshTokenMaxReuse,
+      graceSeconds: grace, successorSealed: grace > 0 ? realm.box.seal(successor) : null,
+    });
+    if (!use.ok) return fail(REUSE_MESSAGES[use.reason], use.reason === 'no_client_session' ? 'invalid_token' : 'invalid_token');
+    if (use.repeatOf) {
+      // A repeat inside the grace window: the successor handed out the first time.
+      successor = realm.box.open(use.repeatOf);
+      successorExp = decodeJwt(successor).exp;
+    }
+
+    const issued = await issueUserTokens(req, data, { token: successor, exp: successorExp }, now);
+    ctx.body = issued.body;
+    record(realm, { type: 'REFRESH_TOKEN', clientId: client.clientId, userId, sessionId, ipAddress: ctx.ip, details: { refresh_token_id: claims.jti, updated_refresh_token_id: use.repeatOf ? undefined : newJti, refresh_token_type: claims.typ } });
+  };
+}

@@ -1,0 +1,76 @@
+// A client joins a user session and gets its first token set: the code exchange and the password
+// grant both end here. Asking for offline_access (with the role) binds the refresh token to the
+// offline copy of the session, which outlives logout.
+import crypto from 'node:crypto';
+
+import type { ClientModel, RealmContext } from '../realms/context.ts';
+import { offlineSessionLifespans, ssoSessionLifespans } from '../realms/settings.ts';
+import type { UserSession } from '../store/schema.ts';
+import { findLiveUserSession, saveUserSession, startClientSession } from '../store/sessions.ts';
+import { issueUserTokens, loadUserTokenSubject, refreshTokenPayload, type IssuedTokens, type SignedAccessToken, type TokenSubjectData, type UserTokenRequest } from './user-tokens.ts';
+import { signRefreshToken } from './realm-jwt.ts';
+
+export class TokenRequestError extends Error {
+  readonly error: string;
+  readonly status: number;
+  constructor(error: string, description: string, status = 400) {
+    super(description);
+    this.error = error;
+    this.status = status;
+  }
+}
+
+/** Starts a user session (browser login or password grant). */
+export async function startUserSession(realm: RealmContext, s: { id: string; userId: string; loginUsername: string; ipAddress: string | null; rememberMe: boolean; authTime: number }): Promise<void> {
+  await saveUserSession(realm.db, {
+    ...s, realmId: realm.id, offline: false, lifespans: ssoSessionLifespans(realm.settings, s.rememberMe),
+  });
+}
+
+export type FirstTokens = {
+  realm: RealmContext;
+  issuer: string;
+  client: ClientModel;
+  session: UserSession;
+  scope: string;
+  acr: string;
+  nonce?: string | undefined;
+  ipAddress: string;
+  grantId: string | null;
+  /** Already loaded for this request (the code exchange loads it for the access token). */
+  data?: TokenSubjectData;
+  /** The access token oidc-provider signed in a code exchange. */
+  accessToken?: SignedAccessToken;
+};
+
+export async function issueFirstTokens(t: FirstTokens): Promise<IssuedTokens> {
+  const data = t.data ?? await loadUserTokenSubject(t.realm, t.client, t.session.user_id, t.scope);
+  if (!data) throw new TokenRequestError('invalid_grant', 'User disabled or not found');
+
+  let session = t.session;
+  if (data.scopes.some((s) => s.name === 'offline_access')) {
+    if (!data.subject.realmRoles.includes('offline_access')) {
+      throw new TokenRequestError('not_allowed', 'Offline tokens not allowed for the user or client');
+    }
+    await saveUserSession(t.realm.db, {
+      realmId: t.realm.id, id: session.id, offline: true, userId: session.user_id, loginUsername: session.login_username,
+      ipAddress: session.ip_address, rememberMe: false, authTime: session.auth_time, lifespans: offlineSessionLifespans(t.realm.settings),
+    });
+    const offline = await findLiveUserSession(t.realm.db, { realmId: t.realm.id, id: session.id, offline: true });
+    if (!offline) throw new TokenRequestError('invalid_grant', 'Session not active');
+    session = offline;
+  }
+
+  const req: UserTokenRequest = {
+    realm: t.realm, issuer: t.issuer, client: t.client, session, scope: t.scope, acr: t.acr, nonce: t.nonce, ipAddress: t.ipAddress,
+  };
+  const now = Math.floor(Date.now() / 1000);
+  const jti = crypto.randomUUID();
+  const refreshPayload = refreshTokenPayload(req, data, now, jti);
+  const refreshToken = await signRefreshToken(t.realm, refreshPayload);
+  await startClientSession(t.realm.db, {
+    realmId: t.realm.id, id: session.id, offline: session.offline, clientUuid: t.client.id,
+    grantId: t.grantId, scope: refreshPayload.scope as string, refreshJti: jti,
+  });
+  return issueUserTokens(req, data, { token: refreshToken, exp: refreshPayload.exp as number | undefined }, now, t.accessToken);
+}

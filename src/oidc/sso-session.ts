@@ -1,0 +1,75 @@
+// How oidc-provider's browser session maps onto Cloakroom's user sessions. oidc-provider keeps
+// the SSO cookie and its Session row; the user_sessions row (same id: the session's uid) carries
+// Keycloak's lifecycle: idle and max lifespans, remember-me, logout. The login prompt gets one
+// more check, which starts the user session right after a login and otherwise asks for a new
+// login when the user session has ended.
+import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+
+import type { LoginEvent } from '../events/events.ts';
+import type { RealmContext } from '../realms/context.ts';
+import { ssoSessionLifespans } from '../realms/settings.ts';
+import { touchUserSession } from '../store/sessions.ts';
+import { startUserSession } from './session-tokens.ts';
+
+/** What the login pages put into oidc-provider's login result besides accountId. */
+export type LoginResultExtras = { username: string; ipAddress: string };
+
+type LoginResult = { accountId: string; remember?: boolean; ts?: number } & Partial<LoginResultExtras>;
+
+export function interactionPolicyFor(realm: RealmContext, record: (realm: RealmContext, event: LoginEvent) => void): ReturnType<typeof interactionPolicy.base> {
+  const policy = interactionPolicy.base();
+  const login = policy.get('login');
+  login?.checks.add(new interactionPolicy.Check('sso_session_ended', 'the SSO session has ended', async (ctx: KoaContextWithOIDC) => {
+    const session = ctx.oidc.session;
+    if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT; // no_session asks for a login
+    const fresh = (ctx.oidc.result as { login?: LoginResult } | undefined)?.login;
+    if (fresh && fresh.accountId === session.accountId) {
+      await startUserSession(realm, {
+        id: session.uid, userId: session.accountId, loginUsername: fresh.username ?? '', ipAddress: fresh.ipAddress ?? ctx.ip,
+        rememberMe: !session.transient, authTime: session.loginTs ?? Math.floor(Date.now() / 1000),
+      });
+      record(realm, loginEvent(ctx, session.accountId, session.uid, fresh.username));
+      return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    }
+    const alive = await touchUserSession(realm.db, { realmId: realm.id, id: session.uid, offline: false }, (remember) => ssoSessionLifespans(realm.settings, remember));
+    if (!alive || alive.user_id !== session.accountId) return interactionPolicy.Check.REQUEST_PROMPT;
+    // Keycloak's acr: "1" right after an authentication, "0" when the SSO cookie was reused.
+    session.acr = '0';
+    record(realm, loginEvent(ctx, session.accountId, session.uid, alive.login_username));
+    return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+  }));
+  return policy;
+}
+
+/**
+ * Clients without consentRequired never see a consent page: their grant covers whatever they ask
+ * for. Clients with it keep the grant the user consented to (Keycloak's user consents).
+ */
+export function loadExistingGrantFor(realm: RealmContext, resource: string): NonNullable<Configuration['loadExistingGrant']> {
+  return async (ctx) => {
+    const clientId = ctx.oidc.client!.clientId;
+    const accountId = ctx.oidc.session!.accountId!;
+    const grantId = (ctx.oidc.result as { consent?: { grantId?: string } } | undefined)?.consent?.grantId
+      || ctx.oidc.session!.grantIdFor(clientId);
+    const client = await realm.client(clientId);
+    let grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+    if (grant && grant.accountId !== accountId) grant = undefined;
+    if (client?.row.consent_required) return grant;
+    grant ??= new ctx.oidc.provider.Grant({ clientId, accountId });
+    const scope = [...ctx.oidc.requestParamScopes].join(' ');
+    if (scope) {
+      grant.addOIDCScope(scope);
+      grant.addResourceScope(resource, scope);
+    }
+    await grant.save();
+    return grant;
+  };
+}
+
+function loginEvent(ctx: KoaContextWithOIDC, userId: string, sessionId: string, username: string | undefined): LoginEvent {
+  const params = ctx.oidc.params as Record<string, unknown>;
+  return {
+    type: 'LOGIN', clientId: ctx.oidc.client?.clientId, userId, sessionId, ipAddress: ctx.ip,
+    details: { auth_method: 'openid-connect', auth_type: 'code', redirect_uri: params.redirect_uri, username, response_type: params.response_type },
+  };
+}

@@ -1,0 +1,89 @@
+// A browser without a browser: follows the authorization redirects and fills in the hosted
+// login forms with fetch and a small cookie jar. For tests and the bench's login scenario.
+
+/** Cookies by name (paths ignored: the server reads only its own names). */
+export class CookieJar {
+  readonly cookies = new Map<string, string>();
+
+  store(response: Response): void {
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(';');
+      const eq = pair!.indexOf('=');
+      const name = pair!.slice(0, eq).trim();
+      const value = pair!.slice(eq + 1).trim();
+      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line) || /max-age=0/i.test(line)) this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+  }
+
+  header(): string {
+    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+}
+
+export async function get(url: string, jar: CookieJar, headers: Record<string, string> = {}): Promise<Response> {
+  const response = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header(), ...headers } });
+  jar.store(response);
+  return response;
+}
+
+export async function post(url: string, form: Record<string, string>, jar: CookieJar, headers: Record<string, string> = {}): Promise<Response> {
+  const response = await fetch(url, {
+    method: 'POST', redirect: 'manual',
+    headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form),
+  });
+  jar.store(response);
+  return response;
+}
+
+/** The first form of a page: its action (absolute) and its hidden inputs. */
+export function parseForm(html: string, baseUrl: string): { action: string; hidden: Record<string, string> } {
+  const action = /<form[^>]*action="([^"]*)"/.exec(html)?.[1];
+  if (action === undefined) throw new Error(`no form on page: ${html.slice(0, 500)}`);
+  const hidden: Record<string, string> = {};
+  for (const m of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)) hidden[m[1]!] = decodeEntities(m[2]!);
+  return { action: new URL(decodeEntities(action), baseUrl).href, hidden };
+}
+
+export function decodeEntities(s: string): string {
+  return s.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+}
+
+/** Follows redirects (with the jar) until a response that is not a redirect to our server. */
+export async function follow(response: Response, jar: CookieJar, stopAt: (url: string) => boolean): Promise<{ response: Response; url: string }> {
+  let current = response;
+  let url = current.url;
+  for (let hops = 0; hops < 10 && current.status >= 300 && current.status < 400; hops++) {
+    const location = new URL(current.headers.get('location')!, url).href;
+    if (stopAt(location)) return { response: current, url: location };
+    url = location;
+    current = await get(location, jar);
+  }
+  return { response: current, url };
+}
+
+export type LoginOutcome = { redirect: string; jar: CookieJar };
+
+/**
+ * Authorization request -> login pages (username-first or single page) -> redirect to the client.
+ * Returns the final redirect URL (with code or error). Throws when a page shows instead.
+ */
+export async function browserlessLogin(authUrl: string, username: string, password: string, redirectPrefix: string, jar = new CookieJar()): Promise<LoginOutcome> {
+  const isClient = (u: string): boolean => u.startsWith(redirectPrefix);
+  let { response, url } = await follow(await get(authUrl, jar), jar, isClient);
+  if (isClient(url)) return { redirect: url, jar };
+  let html = await response.text();
+  let form = parseForm(html, url);
+  if (form.action.endsWith('/username')) {
+    const page = await post(form.action, { ...form.hidden, username }, jar);
+    html = await page.text();
+    if (page.status !== 200) throw new Error(`username page answered ${page.status}: ${html.slice(0, 300)}`);
+    form = parseForm(html, url);
+  }
+  const submitted = await post(form.action, { ...form.hidden, username, password }, jar);
+  if (submitted.status !== 303) throw new Error(`login answered ${submitted.status}: ${(await submitted.text()).slice(0, 300)}`);
+  ({ response, url } = await follow(submitted, jar, isClient));
+  if (!isClient(url)) throw new Error(`login did not return to the client: ${url} answered ${response.status}: ${(await response.text()).slice(0, 400)}`);
+  return { redirect: url, jar };
+}
