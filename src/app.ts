@@ -13,6 +13,7 @@ import type { LoginEvent } from './events/events.ts';
 import { createLogoutRoute } from './login/logout.ts';
 import type { PageRenderer } from './login/pages.ts';
 import { createLoginRoutes, LoginPages } from './login/routes.ts';
+import { isSessionIframeRoute, serveSessionIframe } from './login/session-iframe.ts';
 import { revoke } from './oidc/revocation.ts';
 import { bearerToken, userinfo } from './oidc/userinfo.ts';
 import type { Logger } from './observability/logger.ts';
@@ -185,6 +186,10 @@ export function createApp(services: AppServices): Koa {
     if (rest.startsWith('/login-actions/')) {
       ctx.state.route = '/realms/:realm/login-actions';
       return loginActions(ctx, realm, issuer, registry.provider(realm, issuer), rest.slice('/login-actions'.length));
+    }
+    if (isSessionIframeRoute(rest)) {
+      ctx.state.route = '/realms/:realm/protocol/openid-connect/iframes';
+      return serveSessionIframe(ctx, realm, rest);
     }
     if (rest === PROTOCOL_ROUTES.end_session) {
       if (ctx.method !== 'GET' && ctx.method !== 'POST') return methodNotAllowed(ctx);

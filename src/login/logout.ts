@@ -12,6 +12,7 @@ import { endSsoSession } from '../oidc/session-end.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { absoluteRedirectUris } from '../realms/context.ts';
 import type { LoginPages } from './routes.ts';
+import { SESSION_COOKIE } from './session-iframe.ts';
 
 /** Post-logout redirect URIs of a client (Keycloak: '##'-separated attribute, '+' = redirect URIs). */
 export function postLogoutRedirectUris(client: ClientModel): string[] {
@@ -80,6 +81,7 @@ export function createLogoutRoute(pages: LoginPages) {
       if (ended.userId) deps.event(realm, { type: 'LOGOUT', clientId, userId: ended.userId, sessionId: sid, ipAddress: ctx.ip, details: { ...(redirectUri ? { redirect_uri: redirectUri } : {}) } });
     }
     if (browserSid) await browserSession.destroy().catch(() => undefined);
+    ctx.cookies.set(SESSION_COOKIE, null, { path: new URL(issuer).pathname, httpOnly: false, signed: false, overwrite: true });
 
     if (redirectUri) {
       const target = new URL(redirectUri);

@@ -16,6 +16,7 @@ import { refreshTokenGrant, REFRESH_GRANT_PARAMETERS } from './grants/refresh-to
 import { grantedScopes, loadSubject, mappersFor, scopeString, tokenClaims } from './keycloak-token.ts';
 import { TokenRequestError } from './session-tokens.ts';
 import { interactionPolicyFor, loadExistingGrantFor } from './sso-session.ts';
+import { SESSION_COOKIE } from '../login/session-iframe.ts';
 
 export { accessTokenLifespan, clientAllowsOrigin };
 
@@ -255,6 +256,15 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
   provider.use(async (ctx, next) => {
     keepOfflineAccess(ctx);
     await next();
+    const route = ctx.oidc?.route;
+    if ((route === 'authorization' || route === 'resume') && ctx.oidc.session?.accountId && !ctx.oidc.session.destroyed) {
+      // keycloak-js's session iframe compares this cookie's sid with its token's sid.
+      const session = ctx.oidc.session;
+      ctx.cookies.set(SESSION_COOKIE, `${realm.name}/${session.accountId}/${session.uid}`, {
+        path: issuerPath, httpOnly: false, signed: false, sameSite: ctx.secure ? 'none' : 'lax', secure: ctx.secure, overwrite: true,
+        ...(session.transient ? {} : { maxAge: ssoSessionLifespans(realm.settings, true).max * 1000 || undefined }),
+      });
+    }
     if (ctx.oidc?.route === 'token' && ctx.status === 200 && ctx.oidc.params?.grant_type === 'authorization_code') {
       const joined = await completeCodeExchange(realm, ctx as KoaContextWithOIDC).catch((error: unknown) => {
         if (error instanceof TokenRequestError) {
