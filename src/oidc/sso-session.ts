@@ -33,9 +33,12 @@ export function interactionPolicyFor(realm: RealmContext, record: (realm: RealmC
     }
     const alive = await touchUserSession(realm.db, { realmId: realm.id, id: session.uid, offline: false }, (remember) => ssoSessionLifespans(realm.settings, remember));
     if (!alive || alive.user_id !== session.accountId) return interactionPolicy.Check.REQUEST_PROMPT;
-    // Keycloak's acr: "1" right after an authentication, "0" when the SSO cookie was reused.
-    session.acr = '0';
-    record(realm, loginEvent(ctx, session.accountId, session.uid, alive.login_username));
+    // Keycloak's acr: "1" right after an authentication, "0" when the SSO cookie was reused. A
+    // request resuming from another step (consent) keeps what its first pass decided.
+    if (!ctx.oidc.result) {
+      session.acr = '0';
+      record(realm, loginEvent(ctx, session.accountId, session.uid, alive.login_username));
+    }
     return interactionPolicy.Check.NO_NEED_TO_PROMPT;
   }));
   return policy;

@@ -9,9 +9,8 @@ import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { RealmContext } from '../../realms/context.ts';
 import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans } from '../../realms/settings.ts';
 import { touchUserSession, useRefreshToken } from '../../store/sessions.ts';
-import { verifyRefreshToken } from '../realm-jwt.ts';
+import { signRefreshToken, verifyRefreshToken } from '../realm-jwt.ts';
 import { issueUserTokens, loadUserTokenSubject, refreshTokenPayload, type UserTokenRequest } from '../user-tokens.ts';
-import { signRefreshToken } from '../realm-jwt.ts';
 import { oauthError, type GrantEvents } from './password.ts';
 
 export const REFRESH_GRANT_PARAMETERS = ['refresh_token', 'scope'];
@@ -62,7 +61,6 @@ export function refreshTokenGrant(realm: RealmContext, record: GrantEvents) {
 
     const data = await loadUserTokenSubject(realm, client, session.user_id, scope);
     if (!data) return fail('User disabled', 'user_disabled');
-    if (session.user_id && data.subject.user.id !== claims.sub) return fail('Invalid refresh token', 'invalid_token');
 
     const req: UserTokenRequest = { realm, issuer: ctx.oidc.issuer, client, session, scope, acr: '1', ipAddress: ctx.ip };
     const now = Math.floor(Date.now() / 1000);
@@ -77,7 +75,7 @@ export function refreshTokenGrant(realm: RealmContext, record: GrantEvents) {
       rotate: realm.settings.revokeRefreshToken, maxReuse: realm.settings.refreshTokenMaxReuse,
       graceSeconds: grace, successorSealed: grace > 0 ? realm.box.seal(successor) : null,
     });
-    if (!use.ok) return fail(REUSE_MESSAGES[use.reason], use.reason === 'no_client_session' ? 'invalid_token' : 'invalid_token');
+    if (!use.ok) return fail(REUSE_MESSAGES[use.reason], 'invalid_token');
     if (use.repeatOf) {
       // A repeat inside the grace window: the successor handed out the first time.
       successor = realm.box.open(use.repeatOf);
