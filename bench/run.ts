@@ -1,7 +1,8 @@
 // `npm run bench`: Cloakroom against a bare oidc-provider on the same machine, in one run.
 // Fresh PostgreSQL database, realms imported with the CLI, server started as users start it,
 // load from autocannon; prints a table and writes bench/results/<timestamp>.json.
-// Env: BENCH_DATABASE_URL, BENCH_DURATION (s), BENCH_WARMUP (s), BENCH_CONNECTIONS.
+// Env: BENCH_DATABASE_URL, BENCH_DURATION (s), BENCH_WARMUP (s), BENCH_CONNECTIONS,
+// BENCH_LOGIN_CONCURRENCY (parallel browser-less logins), BENCH_ARGON2_SECONDS (raw argon2 baseline).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -15,10 +16,13 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
 
+import { login, loginLoad, type LoginFlowOptions } from './login-flow.ts';
+
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // `npm run bench` builds first: the server is measured as `npm start` runs it (compiled JS).
 const CLI = path.join(ROOT, 'dist/src/main.js');
 const BARE = path.join(ROOT, 'bench', 'bare-provider.ts');
+const ARGON2_BASELINE = path.join(ROOT, 'bench', 'argon2-baseline.ts');
 const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 
 const settings = {
@@ -27,6 +31,8 @@ const settings = {
   warmup: positiveInt('BENCH_WARMUP', 3),
   connections: positiveInt('BENCH_CONNECTIONS', 32),
   pipelining: 1,
+  loginConcurrency: positiveInt('BENCH_LOGIN_CONCURRENCY', 16),
+  argon2Seconds: positiveInt('BENCH_ARGON2_SECONDS', 5),
 };
 
 const TARGETS = {
@@ -34,6 +40,10 @@ const TARGETS = {
   introspectionReqPerSec: 2000,
   idleRss10RealmsMb: 150,
   readyMs: 1500,
+  refreshRotationReqPerSec: 1000,
+  /** Password grant req/s as a share of raw argon2id verifies/s measured in the same run. */
+  passwordGrantToArgon2Percent: 80,
+  loginFlowLoginsPerSec: 50,
 };
 
 const EXTRA_REALMS = Array.from({ length: 9 }, (_, i) => `bench-${i + 1}`);
@@ -228,13 +238,30 @@ function cloakroomEnv(dbUrl: string, masterKey: string, dataDir: string): NodeJS
   return { ...inherited, CLOAKROOM_DATABASE_URL: dbUrl, CLOAKROOM_MASTER_KEY: masterKey, CLOAKROOM_DATA_DIR: dataDir };
 }
 
+// A confidential client for the password and refresh_token grants, one for the browser login,
+// and their user. The importer hashes the plain-text password with Cloakroom's default argon2id
+// parameters (19 MiB, t=2, p=1), which are also the realm's, so no login rehashes it.
+const USER = { username: 'bench-user', password: 'bench-password' };
+const GRANT_CLIENT = { clientId: 'bench-app', secret: 'bench-app-secret' };
+const WEB_CLIENT = { clientId: 'bench-web', secret: 'bench-web-secret', redirectUri: 'http://127.0.0.1/cb' };
+
 function realmFiles(dir: string): string[] {
   const bench = {
     realm: 'bench',
+    // Keycloak refresh-token rotation with no reuse: every refresh token is good for one refresh.
+    // Only the refresh_token grant reads these; client_credentials issues no refresh token.
+    revokeRefreshToken: true,
+    refreshTokenMaxReuse: 0,
     clients: [
       { clientId: 'bench-cc', secret: 'bench-secret', serviceAccountsEnabled: true, standardFlowEnabled: false },
       { clientId: 'gateway', secret: 'gateway-secret', standardFlowEnabled: false },
+      { clientId: GRANT_CLIENT.clientId, secret: GRANT_CLIENT.secret, directAccessGrantsEnabled: true, standardFlowEnabled: false },
+      { clientId: WEB_CLIENT.clientId, secret: WEB_CLIENT.secret, standardFlowEnabled: true, redirectUris: [WEB_CLIENT.redirectUri] },
     ],
+    users: [{
+      username: USER.username, email: 'bench-user@example.com', emailVerified: true, firstName: 'Bench', lastName: 'User', enabled: true,
+      credentials: [{ type: 'password', value: USER.password, temporary: false }],
+    }],
   };
   const extra = EXTRA_REALMS.map((realm) => ({
     realm,
@@ -300,19 +327,39 @@ async function startBare(name: string, format: 'jwt' | 'opaque'): Promise<Target
 }
 
 // ---------------------------------------------------------------------------------------------
-// Step 5: scenarios. A scenario checks its request works once, then hands it to autocannon.
-// New scenarios (refresh, password, auth code, access keys) are one more entry in SCENARIOS.
+// Step 5: scenarios. A fixed-request scenario checks its request works once, then hands it to
+// autocannon; the others (refresh rotation, password grant's argon2 baseline, browser login) run
+// their own load. New scenarios are one more entry in SCENARIOS.
 
 type LoadRequest = { path: string; method: 'GET' | 'POST'; headers: Record<string, string>; body?: string };
 
+type Targets = { cloakroom: Target; bare: Target; bareOpaque: Target };
+
+/** What scenarios may use besides the servers. */
+type Bench = { targets: Targets; env: NodeJS.ProcessEnv; dbUrl: string };
+
 type Scenario = {
   name: string;
-  target: keyof Targets;
-  /** Verifies the request answers as expected and returns it for the load run. */
-  prepare(target: Target): Promise<LoadRequest>;
+  run(bench: Bench): Promise<ScenarioResult | ScenarioResult[]>;
 };
 
-type Targets = { cloakroom: Target; bare: Target; bareOpaque: Target };
+type ScenarioResult = {
+  name: string;
+  target: string;
+  /** What `rate` counts per second: req (HTTP requests), logins, verifies. */
+  unit: 'req' | 'logins' | 'verifies';
+  rate: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  /** Non-2xx responses, or failed logins / verifies. */
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  statusCodes: Record<string, number>;
+  totalRequests: number;
+  rssMb: number | null;
+  details?: Record<string, unknown>;
+};
 
 const FORM = 'application/x-www-form-urlencoded';
 
@@ -358,26 +405,57 @@ async function introspectionRequest(target: Target): Promise<LoadRequest> {
   return request;
 }
 
-const SCENARIOS: Scenario[] = [
-  { name: 'cloakroom client_credentials', target: 'cloakroom', prepare: clientCredentialsRequest },
-  { name: 'bare client_credentials', target: 'bare', prepare: clientCredentialsRequest },
-  { name: 'cloakroom introspection', target: 'cloakroom', prepare: introspectionRequest },
-  { name: 'bare introspection (opaque token)', target: 'bareOpaque', prepare: introspectionRequest },
-];
+function passwordGrantRequest(target: Target): LoadRequest {
+  return {
+    path: target.tokenPath,
+    method: 'POST',
+    headers: { 'content-type': FORM, authorization: basicAuth(GRANT_CLIENT.clientId, GRANT_CLIENT.secret) },
+    body: new URLSearchParams({ grant_type: 'password', username: USER.username, password: USER.password, scope: 'openid' }).toString(),
+  };
+}
 
-type ScenarioResult = {
-  name: string;
-  target: string;
-  reqPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  statusCodes: Record<string, number>;
-  totalRequests: number;
-  rssMb: number | null;
-};
+function refreshGrantHeaders(): Record<string, string> {
+  return { 'content-type': FORM, authorization: basicAuth(GRANT_CLIENT.clientId, GRANT_CLIENT.secret) };
+}
+
+/** One password grant; returns its refresh token (each one starts a new user session). */
+async function passwordGrantRefreshToken(target: Target): Promise<string> {
+  const res = await send(target, passwordGrantRequest(target));
+  const refreshToken = parseJson(res).refresh_token;
+  if (res.status !== 200 || typeof refreshToken !== 'string') {
+    throw new Error(`${target.name}: password grant answered ${res.status}: ${res.body.slice(0, 300)}`);
+  }
+  return refreshToken;
+}
+
+async function refresh(target: Target, refreshToken: string): Promise<HttpResponse> {
+  return send(target, {
+    path: target.tokenPath, method: 'POST', headers: refreshGrantHeaders(),
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }).toString(),
+  });
+}
+
+function statusCodeCounts(result: autocannon.Result): Record<string, number> {
+  return Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, stat]) => [code, stat.count ?? 0]));
+}
+
+function autocannonRow(name: string, target: Target, result: autocannon.Result, details?: Record<string, unknown>): ScenarioResult {
+  return {
+    name,
+    target: target.name,
+    unit: 'req',
+    rate: round(result.requests.average),
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    statusCodes: statusCodeCounts(result),
+    totalRequests: result.requests.total,
+    rssMb: rssMb(target.child.pid),
+    ...(details ? { details } : {}),
+  };
+}
 
 function load(target: Target, request: LoadRequest, seconds: number): Promise<autocannon.Result> {
   return autocannon({
@@ -391,27 +469,216 @@ function load(target: Target, request: LoadRequest, seconds: number): Promise<au
   });
 }
 
-async function runScenario(scenario: Scenario, targets: Targets): Promise<ScenarioResult> {
-  const target = targets[scenario.target];
-  const request = await scenario.prepare(target);
-  process.stderr.write(`bench: ${scenario.name}: warm-up ${settings.warmup} s, then ${settings.duration} s\n`);
-  await load(target, request, settings.warmup);
-  const result = await load(target, request, settings.duration);
-  const statusCodes = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, stat]) => [code, stat.count ?? 0]));
+/** The same request over and over from every connection. */
+function fixedRequestScenario(name: string, targetKey: keyof Targets, prepare: (target: Target) => Promise<LoadRequest>): Scenario {
   return {
-    name: scenario.name,
-    target: target.name,
-    reqPerSec: round(result.requests.average),
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    timeouts: result.timeouts,
-    statusCodes,
-    totalRequests: result.requests.total,
-    rssMb: rssMb(target.child.pid),
+    name,
+    async run({ targets }) {
+      const target = targets[targetKey];
+      const request = await prepare(target);
+      process.stderr.write(`bench: ${name}: warm-up ${settings.warmup} s, then ${settings.duration} s\n`);
+      await load(target, request, settings.warmup);
+      return autocannonRow(name, target, await load(target, request, settings.duration));
+    },
   };
 }
+
+// --- refresh_token grant with rotation (revokeRefreshToken, refreshTokenMaxReuse 0) -----------
+
+type RefreshChain = { token: string; refreshed: number; failed: number; firstError?: string };
+
+/**
+ * One autocannon run in which every connection refreshes its own token chain: each request
+ * presents the refresh token of that connection's previous response. With pipelining 1 a
+ * connection sends its next request only after onResponse has stored the successor.
+ *
+ * The chain lives in a per-connection closure installed by setupClient, not in autocannon's
+ * `context`: autocannon resets `context` to initialContext whenever it wraps around to the first
+ * entry of `requests`, which with a one-request list is before every request.
+ */
+function chainedRefreshLoad(target: Target, chains: RefreshChain[], seconds: number): Promise<autocannon.Result> {
+  let nextChain = 0;
+  return autocannon({
+    url: target.baseUrl + target.tokenPath,
+    connections: chains.length,
+    pipelining: 1,
+    duration: seconds,
+    setupClient(client) {
+      const chain = chains[nextChain++];
+      if (!chain) throw new Error('more autocannon connections than refresh token chains');
+      client.setRequests([{
+        method: 'POST',
+        path: target.tokenPath,
+        headers: refreshGrantHeaders(),
+        setupRequest(request) {
+          request.body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: chain.token }).toString();
+          return request;
+        },
+        onResponse(status, body) {
+          let successor: unknown;
+          try {
+            successor = (JSON.parse(body) as Record<string, unknown>).refresh_token;
+          } catch {
+            successor = undefined;
+          }
+          if (status === 200 && typeof successor === 'string') {
+            chain.token = successor;
+            chain.refreshed++;
+          } else {
+            // The chain is broken from here on (the token was used); every later request of this
+            // connection fails too, which the non-2xx count shows.
+            chain.failed++;
+            chain.firstError ??= `${status}: ${body.slice(0, 200)}`;
+          }
+        },
+      }]);
+    },
+  });
+}
+
+/** One fresh chain per connection, each from its own password grant (its own user session). */
+async function freshChains(target: Target, count: number): Promise<RefreshChain[]> {
+  const tokens: string[] = [];
+  // A few at a time: each is an argon2 verify, and the threadpool has 4 threads by default.
+  for (let i = 0; i < count; i += 8) {
+    tokens.push(...await Promise.all(Array.from({ length: Math.min(8, count - i) }, () => passwordGrantRefreshToken(target))));
+  }
+  return tokens.map((token) => ({ token, refreshed: 0, failed: 0 }));
+}
+
+const refreshRotationScenario: Scenario = {
+  name: 'cloakroom refresh_token (rotation)',
+  async run({ targets }) {
+    const target = targets.cloakroom;
+    // Rotation must really be on: the successor works, the used token is refused.
+    const first = await passwordGrantRefreshToken(target);
+    const rotated = await refresh(target, first);
+    const successor = parseJson(rotated).refresh_token;
+    if (rotated.status !== 200 || typeof successor !== 'string' || successor === first) {
+      throw new Error(`refresh answered ${rotated.status}: ${rotated.body.slice(0, 300)}`);
+    }
+    const reused = await refresh(target, first);
+    if (reused.status !== 400 || parseJson(reused).error !== 'invalid_grant') {
+      throw new Error(`reusing a rotated refresh token answered ${reused.status} (expected 400 invalid_grant): ${reused.body.slice(0, 300)}`);
+    }
+
+    // A run ends with requests in flight whose successors are lost, so every run starts new chains.
+    process.stderr.write(`bench: ${this.name}: warm-up ${settings.warmup} s, then ${settings.duration} s (${settings.connections} token chains)\n`);
+    const warmupChains = await freshChains(target, settings.connections);
+    const warmup = await chainedRefreshLoad(target, warmupChains, settings.warmup);
+    const chains = await freshChains(target, settings.connections);
+    const result = await chainedRefreshLoad(target, chains, settings.duration);
+    const broken = chains.filter((c) => c.failed > 0);
+    return autocannonRow(this.name, target, result, {
+      chains: chains.length,
+      refreshesPerChain: { min: Math.min(...chains.map((c) => c.refreshed)), max: Math.max(...chains.map((c) => c.refreshed)) },
+      brokenChains: broken.length,
+      firstErrors: broken.slice(0, 3).map((c) => c.firstError),
+      warmup: { reqPerSec: round(warmup.requests.average), non2xx: warmup.non2xx, errors: warmup.errors },
+    });
+  },
+};
+
+// --- password grant against raw argon2id ------------------------------------------------------
+
+type Argon2Baseline = { verifiesPerSec: number; verifies: number; failures: number; seconds: number; concurrency: number; threadpoolSize: number };
+
+/** Raw argon2id verifies/s in a process of its own, with the server's environment (threadpool size). */
+async function argon2Baseline(env: NodeJS.ProcessEnv): Promise<Argon2Baseline> {
+  process.stderr.write(`bench: raw argon2id verify: ${settings.argon2Seconds} s, ${settings.connections} verifies in flight\n`);
+  const child = spawnChild('argon2 baseline', [ARGON2_BASELINE, '--seconds', String(settings.argon2Seconds), '--concurrency', String(settings.connections)], env);
+  await child.exited;
+  const line = child.output.find((l) => l.startsWith('{'));
+  if (child.exitCode !== 0 || !line) throw new Error(`argon2 baseline failed (code ${child.exitCode}):\n${child.output.join('\n')}`);
+  return JSON.parse(line) as Argon2Baseline;
+}
+
+const ARGON2_ROW = 'raw argon2id verify (own process)';
+
+/**
+ * The password grant under the same load as the baseline (one argon2id verify per request, as
+ * many in flight as connections). The baseline runs right before and right after the grant's load
+ * and the row shows their mean: other work on the machine drifts, bracketing halves its effect.
+ */
+const passwordGrantScenario: Scenario = {
+  name: 'cloakroom password grant',
+  async run({ targets, dbUrl, env }) {
+    const target = targets.cloakroom;
+    await passwordGrantRefreshToken(target);
+    // Same cost as the baseline only if the stored hash has the baseline's parameters.
+    const credential = await storedPasswordParameters(dbUrl, USER.username);
+    if (credential !== 'argon2 t=2 type=id memory=19456 parallelism=1') {
+      throw new Error(`${USER.username}'s password hash is not argon2id m=19456 t=2 p=1: ${credential}`);
+    }
+    const request = passwordGrantRequest(target);
+    process.stderr.write(`bench: ${this.name}: warm-up ${settings.warmup} s, then ${settings.duration} s\n`);
+    await load(target, request, settings.warmup);
+    const before = await argon2Baseline(env);
+    const result = await load(target, request, settings.duration);
+    const after = await argon2Baseline(env);
+    const argon2Row: ScenarioResult = {
+      name: ARGON2_ROW, target: 'bench/argon2-baseline.ts', unit: 'verifies', rate: round((before.verifiesPerSec + after.verifiesPerSec) / 2, 1),
+      p50Ms: null, p99Ms: null, non2xx: before.failures + after.failures, errors: 0, timeouts: 0, statusCodes: {},
+      totalRequests: before.verifies + after.verifies, rssMb: null, details: { before, after },
+    };
+    return [argon2Row, autocannonRow(this.name, target, result, { passwordHash: credential })];
+  },
+};
+
+async function storedPasswordParameters(dbUrl: string, username: string): Promise<string> {
+  const client = new pg.Client({ connectionString: dbUrl, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ credential_data: unknown }>(
+      `SELECT c.credential_data FROM credentials c JOIN users u ON u.id = c.user_id
+        JOIN realms r ON r.id = u.realm_id WHERE r.name = 'bench' AND u.username = $1 AND c.type = 'password'`, [username]);
+    if (rows.length !== 1) return `${rows.length} password credentials`;
+    const raw = rows[0]!.credential_data;
+    const data = (typeof raw === 'string' ? JSON.parse(raw) : raw) as { algorithm?: string; hashIterations?: number; additionalParameters?: Record<string, string[]> };
+    const param = (key: string) => data.additionalParameters?.[key]?.[0];
+    return `${data.algorithm} t=${data.hashIterations} type=${param('type')} memory=${param('memory')} parallelism=${param('parallelism')}`;
+  } finally {
+    await client.end();
+  }
+}
+
+// --- browser-less authorization-code login ----------------------------------------------------
+
+const loginFlowScenario: Scenario = {
+  name: 'cloakroom login flow (auth code + PKCE)',
+  async run({ targets }) {
+    const target = targets.cloakroom;
+    const options: LoginFlowOptions = {
+      baseUrl: target.baseUrl, realm: 'bench', clientId: WEB_CLIENT.clientId, clientSecret: WEB_CLIENT.secret,
+      redirectUri: WEB_CLIENT.redirectUri, username: USER.username, password: USER.password,
+    };
+    await login(options);
+    const concurrency = settings.loginConcurrency;
+    process.stderr.write(`bench: ${this.name}: warm-up ${settings.warmup} s, then ${settings.duration} s, ${concurrency} logins in parallel\n`);
+    const warmup = await loginLoad(options, concurrency, settings.warmup);
+    const result = await loginLoad(options, concurrency, settings.duration);
+    return {
+      name: this.name, target: target.name, unit: 'logins', rate: result.loginsPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms,
+      non2xx: result.failures, errors: 0, timeouts: 0, statusCodes: {}, totalRequests: result.logins + result.failures,
+      rssMb: rssMb(target.child.pid),
+      details: {
+        ...result,
+        requestsPerLogin: 6,
+        warmup: { loginsPerSec: warmup.loginsPerSec, failures: warmup.failures, failureSamples: warmup.failureSamples },
+      },
+    };
+  },
+};
+
+const SCENARIOS: Scenario[] = [
+  fixedRequestScenario('cloakroom client_credentials', 'cloakroom', clientCredentialsRequest),
+  fixedRequestScenario('bare client_credentials', 'bare', clientCredentialsRequest),
+  fixedRequestScenario('cloakroom introspection', 'cloakroom', introspectionRequest),
+  fixedRequestScenario('bare introspection (opaque token)', 'bareOpaque', introspectionRequest),
+  refreshRotationScenario,
+  passwordGrantScenario,
+  loginFlowScenario,
+];
 
 // ---------------------------------------------------------------------------------------------
 // Step 7: verdicts, table, results file.
@@ -422,8 +689,8 @@ function verdicts(rows: ScenarioResult[], idleRss: number | null, ready: { first
   const row = (name: string) => rows.find((r) => r.name === name);
   const cc = row('cloakroom client_credentials');
   const bareCc = row('bare client_credentials');
-  const ratio = cc && bareCc && bareCc.reqPerSec > 0 ? round((cc.reqPerSec / bareCc.reqPerSec) * 100) : null;
-  const introspection = row('cloakroom introspection')?.reqPerSec ?? null;
+  const ratio = cc && bareCc && bareCc.rate > 0 ? round((cc.rate / bareCc.rate) * 100) : null;
+  const introspection = row('cloakroom introspection')?.rate ?? null;
   const mark = (pass: boolean) => (pass ? 'PASS' : 'FAIL');
   const list: Verdict[] = [];
 
@@ -444,12 +711,38 @@ function verdicts(rows: ScenarioResult[], idleRss: number | null, ready: { first
   const readyPass = ready.secondMs < TARGETS.readyMs;
   list.push({ name: 'readyMsExistingDatabase', value: ready.secondMs, target: `< ${TARGETS.readyMs} ms`, pass: readyPass,
     line: `ready on existing database: ${ready.secondMs} ms (second start; first start, which also created the master realm: ${ready.firstMs} ms) (target < ${TARGETS.readyMs}) ${mark(readyPass)}` });
+
+  // Rotation only counts when every refresh in the chains worked.
+  const refresh = row(refreshRotationScenario.name);
+  const refreshRate = refresh?.rate ?? null;
+  const refreshFailed = refresh ? refresh.non2xx + refresh.errors : null;
+  const refreshPass = refreshRate !== null && refreshRate >= TARGETS.refreshRotationReqPerSec && refreshFailed === 0;
+  list.push({ name: 'refreshRotationReqPerSec', value: refreshRate, target: `>= ${TARGETS.refreshRotationReqPerSec}, 0 non-2xx/errors`, pass: refreshPass,
+    line: `refresh_token with rotation: ${refreshRate ?? '?'} req/s, ${refreshFailed ?? '?'} non-2xx/errors (target ≥ ${TARGETS.refreshRotationReqPerSec}, 0 failed) ${mark(refreshPass)}` });
+
+  const password = row(passwordGrantScenario.name);
+  const argon2 = row(ARGON2_ROW);
+  const passwordRatio = password && argon2 && argon2.rate > 0 ? round((password.rate / argon2.rate) * 100) : null;
+  const passwordPass = passwordRatio !== null && passwordRatio >= TARGETS.passwordGrantToArgon2Percent && password!.non2xx + password!.errors === 0;
+  list.push({ name: 'passwordGrantToArgon2Percent', value: passwordRatio, target: `>= ${TARGETS.passwordGrantToArgon2Percent} %`, pass: passwordPass,
+    line: `password grant: ${password?.rate ?? '?'} req/s vs raw argon2id ${argon2?.rate ?? '?'} verifies/s (${argon2Range(argon2)}) = ${passwordRatio ?? '?'} % (target ≥ ${TARGETS.passwordGrantToArgon2Percent} %, 0 failed) ${mark(passwordPass)}` });
+
+  const logins = row(loginFlowScenario.name);
+  const loginPass = logins !== undefined && logins.rate >= TARGETS.loginFlowLoginsPerSec && logins.non2xx === 0;
+  list.push({ name: 'loginFlowLoginsPerSec', value: logins?.rate ?? null, target: `>= ${TARGETS.loginFlowLoginsPerSec}, 0 failed`, pass: loginPass,
+    line: `login flow: ${logins?.rate ?? '?'} logins/s, p50 ${logins?.p50Ms ?? '?'} ms, p99 ${logins?.p99Ms ?? '?'} ms, ${logins?.non2xx ?? '?'} failed (target ≥ ${TARGETS.loginFlowLoginsPerSec}, 0 failed) ${mark(loginPass)}` });
   return list;
 }
 
+/** "before X, after Y" for the bracketing argon2 baseline runs. */
+function argon2Range(row: ScenarioResult | undefined): string {
+  const details = row?.details as { before?: Argon2Baseline; after?: Argon2Baseline } | undefined;
+  return `mean of ${details?.before?.verifiesPerSec ?? '?'} before and ${details?.after?.verifiesPerSec ?? '?'} after the grant's run`;
+}
+
 function table(rows: ScenarioResult[]): string {
-  const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'server RSS MB'];
-  const body = rows.map((r) => [r.name, String(r.reqPerSec), String(r.p50Ms), String(r.p99Ms), String(r.non2xx), String(r.errors), String(r.rssMb ?? '?')]);
+  const header = ['scenario', 'per s', 'unit', 'p50 ms', 'p99 ms', 'non-2xx/failed', 'errors', 'server RSS MB'];
+  const body = rows.map((r) => [r.name, String(r.rate), r.unit, String(r.p50Ms ?? '-'), String(r.p99Ms ?? '-'), String(r.non2xx), String(r.errors), String(r.rssMb ?? '-')]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i]!.length)));
   const format = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   return [format(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(format)].join('\n');
@@ -507,7 +800,7 @@ async function main(): Promise<void> {
   };
 
   const rows: ScenarioResult[] = [];
-  for (const scenario of SCENARIOS) rows.push(await runScenario(scenario, targets));
+  for (const scenario of SCENARIOS) rows.push(...[await scenario.run({ targets, env, dbUrl: db.url })].flat());
 
   const list = verdicts(rows, idleRss, ready);
   process.stdout.write(`\n${table(rows)}\n\n${list.map((v) => v.line).join('\n')}\n`);

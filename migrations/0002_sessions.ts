@@ -47,7 +47,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       PRIMARY KEY (user_session_id, offline, client_id),
       FOREIGN KEY (user_session_id, offline) REFERENCES user_sessions (id, offline) ON DELETE CASCADE
     );
-    CREATE INDEX client_sessions_client ON client_sessions (client_id)
+    CREATE INDEX client_sessions_client ON client_sessions (client_id);
+    CREATE INDEX client_sessions_grant ON client_sessions (grant_id) WHERE grant_id IS NOT NULL
   `);
 }
 

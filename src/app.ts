@@ -20,7 +20,7 @@ import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { introspect, type ProtocolResult } from './oidc/introspection.ts';
 import { clientAllowsOrigin } from './oidc/client-policy.ts';
-import { PROTOCOL_ROUTES } from './oidc/provider.ts';
+import { keepOfflineAccess, PROTOCOL_ROUTES } from './oidc/provider.ts';
 import type { RealmContext } from './realms/context.ts';
 import type { RealmRegistry } from './realms/registry.ts';
 import { readForm, BodyError } from './http/body.ts';
@@ -235,6 +235,24 @@ export function createApp(services: AppServices): Koa {
     if (rest.startsWith(`${PROTOCOL_ROUTES.authorization}/`) && /^\/[\w-]{1,64}$/.test(rest.slice(PROTOCOL_ROUTES.authorization.length))) {
       // Where the login pages send the browser back to (oidc-provider's resume route).
       if (ctx.method !== 'GET') return methodNotAllowed(ctx);
+      return dispatchToProvider(ctx, realm, issuer, origin, rest);
+    }
+    if (rest === PROTOCOL_ROUTES.authorization && (ctx.method === 'GET' || ctx.method === 'POST')) {
+      // Keycloak takes the authorization request as GET or as a POSTed form; the Provider gets a GET.
+      const query = new URLSearchParams(ctx.querystring);
+      if (ctx.method === 'POST') {
+        let form: Record<string, unknown>;
+        try {
+          form = await readForm(ctx);
+        } catch (error) {
+          if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
+          throw error;
+        }
+        for (const [name, value] of Object.entries(form)) if (typeof value === 'string' && !query.has(name)) query.set(name, value);
+        ctx.req.method = 'GET';
+      }
+      keepOfflineAccess(query);
+      ctx.querystring = query.toString();
       return dispatchToProvider(ctx, realm, issuer, origin, rest);
     }
     const methods = PROVIDER_METHODS.get(rest);

@@ -16,7 +16,8 @@ export type PasswordAuthentication =
 
 export async function authenticatePassword(realm: RealmContext, login: string, password: string): Promise<PasswordAuthentication> {
   const params = argon2Params(realm.settings);
-  const user = login === '' ? undefined : await findUserByLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
+  // PostgreSQL text cannot hold NUL: no user has such a name, and it must not reach a query.
+  const user = login === '' || login.includes('\0') ? undefined : await findUserByLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
   const credential = user ? await findPasswordCredential(realm.db, user.id) : undefined;
   if (!user || !credential) {
     await burnVerify(params);

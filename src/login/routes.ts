@@ -172,7 +172,7 @@ export function createLoginRoutes(pages: LoginPages) {
     if (step === 'username') {
       if (!username) return pages.render(ctx, realm, 'login-username', { ...common, errors: { username: t(locale, 'missingUsernameMessage') } }, 400);
       // Known or not, every username gets the password page: nothing is revealed here.
-      return pages.render(ctx, realm, 'login-password', { ...common, username });
+      return pages.render(ctx, realm, 'login-password', { ...common, username, rememberMe });
     }
     if (step !== 'password' && step !== 'login') return pages.errorPage(ctx, realm, 'invalidRequestMessage', 400, locale);
 

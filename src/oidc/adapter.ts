@@ -79,8 +79,10 @@ export function createAdapterClass(db: Db, realmId: string, findClient: ClientLo
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
-      // Every model carrying the grant (codes, tokens, the grant itself) in one statement.
+      // Every model carrying the grant (codes, tokens, the grant itself) in one statement, and the
+      // client sessions it started (a replayed code kills the refresh tokens of its first use).
       await db.deleteFrom('oidc_payloads').where('realm_id', '=', realmId).where('grant_id', '=', grantId).execute();
+      await db.deleteFrom('client_sessions').where('realm_id', '=', realmId).where('grant_id', '=', grantId).execute();
     }
   };
 }

@@ -68,18 +68,15 @@ function setAudience(payload: Record<string, unknown>, aud: unknown, fallback: s
 
 /**
  * oidc-provider drops offline_access unless prompt=consent is asked for (OpenID Connect Core
- * 11); Keycloak grants it to any client that asks. A GET authorization request asking for it
- * gets prompt=consent added; the consent step approves itself for clients without
- * consentRequired, so the user sees nothing.
+ * 11); Keycloak grants it to any client that asks. An authorization request asking for it gets
+ * prompt=consent added; the consent step approves itself for clients without consentRequired, so
+ * the user sees nothing. Applied to the query before the request reaches the Provider.
  */
-function keepOfflineAccess(ctx: { method: string; path: string; querystring: string }): void {
-  if (ctx.method !== 'GET' || !ctx.path.endsWith(PROTOCOL_ROUTES.authorization)) return;
-  const query = new URLSearchParams(ctx.querystring);
+export function keepOfflineAccess(query: URLSearchParams): void {
   const scopes = (query.get('scope') ?? '').split(' ');
   const prompts = (query.get('prompt') ?? '').split(' ').filter(Boolean);
   if (!scopes.includes('offline_access') || prompts.includes('consent') || prompts.includes('none')) return;
   query.set('prompt', [...prompts, 'consent'].join(' '));
-  ctx.querystring = query.toString();
 }
 
 export function buildProvider(realm: RealmContext, issuer: string, hooks: ProviderHooks): Provider {
@@ -254,7 +251,6 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
   provider.registerGrantType('refresh_token', refreshTokenGrant(realm, hooks.event), REFRESH_GRANT_PARAMETERS);
 
   provider.use(async (ctx, next) => {
-    keepOfflineAccess(ctx);
     await next();
     const route = ctx.oidc?.route;
     if ((route === 'authorization' || route === 'resume') && ctx.oidc.session?.accountId && !ctx.oidc.session.destroyed) {
