@@ -141,6 +141,8 @@ type Child = {
 };
 
 const MAX_OUTPUT_LINES = 500;
+/** Every child spawned, so a failed run can show what the servers said. */
+const children: Child[] = [];
 
 function spawnChild(name: string, args: string[], env: NodeJS.ProcessEnv): Child {
   const spawnedAt = performance.now();
@@ -173,6 +175,7 @@ function spawnChild(name: string, args: string[], env: NodeJS.ProcessEnv): Child
     },
   };
   onCleanup(`stop ${name}`, () => child.stop());
+  children.push(child);
   return child;
 }
 
@@ -838,7 +841,12 @@ try {
   await main();
 } catch (error) {
   // After a signal the failure is only the cleanup pulling the servers away: not worth printing.
-  if (!interrupted) process.stderr.write(`bench: ${(error as Error).stack ?? error}\n`);
+  if (!interrupted) {
+    process.stderr.write(`bench: ${(error as Error).stack ?? error}\n`);
+    for (const child of children.filter((c) => c.name === 'cloakroom' && c.output.length > 0)) {
+      process.stderr.write(`\ncloakroom (pid ${child.pid}) output, last 20 lines:\n${child.output.slice(-20).join('\n')}\n`);
+    }
+  }
   process.exitCode = 1;
 } finally {
   await cleanupAll();

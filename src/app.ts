@@ -277,6 +277,7 @@ export function createApp(services: AppServices): Koa {
       const allowed = Array.isArray(payload['allowed-origins']) ? payload['allowed-origins'] : [];
       if (allowed.includes(origin) || allowed.includes('*')) {
         ctx.set('Access-Control-Allow-Origin', origin);
+        ctx.set('Access-Control-Allow-Credentials', 'true');
         ctx.set('Vary', 'Origin');
       }
     } catch { /* not a JWT: no CORS */ }
@@ -288,6 +289,7 @@ export function createApp(services: AppServices): Koa {
     const client = await realm.client(clientId);
     if (client && clientAllowsOrigin(client, origin)) {
       ctx.set('Access-Control-Allow-Origin', origin);
+      ctx.set('Access-Control-Allow-Credentials', 'true');
       ctx.set('Vary', 'Origin');
     }
   }
@@ -297,6 +299,7 @@ export function createApp(services: AppServices): Koa {
     ctx.status = 204;
     if (origin) {
       ctx.set('Access-Control-Allow-Origin', origin);
+      ctx.set('Access-Control-Allow-Credentials', 'true');
       ctx.set('Access-Control-Allow-Methods', 'GET, POST');
       ctx.set('Access-Control-Allow-Headers', ctx.get('access-control-request-headers') || 'authorization, content-type');
       ctx.set('Access-Control-Max-Age', '3600');

@@ -252,6 +252,12 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
 
   provider.use(async (ctx, next) => {
     await next();
+    // Keycloak's CORS answers allow credentials (keycloak-js fetches with credentials: 'include').
+    const allowedOrigin = ctx.response.get('Access-Control-Allow-Origin');
+    if (allowedOrigin && allowedOrigin !== '*') {
+      ctx.set('Access-Control-Allow-Credentials', 'true');
+      ctx.vary('Origin');
+    }
     const route = ctx.oidc?.route;
     if ((route === 'authorization' || route === 'resume') && ctx.oidc.session?.accountId && !ctx.oidc.session.destroyed) {
       // keycloak-js's session iframe compares this cookie's sid with its token's sid.
