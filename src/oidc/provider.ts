@@ -180,10 +180,10 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     ttl: {
       ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? realm.settings.accessTokenLifespan,
       AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? realm.settings.accessTokenLifespan,
-      AuthorizationCode: realm.settings.accessCodeLifespan,
+      AuthorizationCode: realm.settings.accessCodeLifespan || 60,
       // Only the (discarded) ID token of a code exchange or an implicit response uses this.
       IdToken: (ctx, token, client) => accessTokenLifespan(realm, realm.loadedClient(client.clientId)),
-      Interaction: realm.settings.accessCodeLifespanLogin,
+      Interaction: realm.settings.accessCodeLifespanLogin || 1800,
       // The SSO session's real lifetime is the user session's (sso-session.ts); this only bounds the row.
       Session: (ctx, session) => ssoSessionLifespans(realm.settings, !session.transient).max || 36000,
       Grant: (ctx, grant) => realm.loadedClient(grant.clientId ?? '')?.row.consent_required ? 365 * 86400 : ssoSessionLifespans(realm.settings, true).max || 36000,
