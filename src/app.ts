@@ -55,6 +55,19 @@ function sendJson(ctx: Context, status: number, body: unknown, headers?: Record<
 const oauthError = (ctx: Context, status: number, error: string, description: string): void =>
   sendJson(ctx, status, { error, error_description: description });
 
+/** The form body, or undefined after answering 400/413 for a body that is not one. */
+async function readFormOrAnswer(ctx: Context): Promise<Record<string, unknown> | undefined> {
+  try {
+    return await readForm(ctx);
+  } catch (error) {
+    if (error instanceof BodyError) {
+      oauthError(ctx, error.status, 'invalid_request', error.message);
+      return undefined;
+    }
+    throw error;
+  }
+}
+
 function sendResult(ctx: Context, result: ProtocolResult): void {
   sendJson(ctx, result.status, result.body, result.headers);
 }
@@ -173,13 +186,8 @@ export function createApp(services: AppServices): Koa {
     }
     if (rest === PROTOCOL_ROUTES.introspection) {
       if (ctx.method !== 'POST') return methodNotAllowed(ctx);
-      let form: Record<string, unknown>;
-      try {
-        form = await readForm(ctx);
-      } catch (error) {
-        if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
-        throw error;
-      }
+      const form = await readFormOrAnswer(ctx);
+      if (!form) return;
       sendResult(ctx, await introspect(realm, issuer, ctx.get('authorization') || undefined, form));
       return;
     }
@@ -198,15 +206,8 @@ export function createApp(services: AppServices): Koa {
     if (rest === PROTOCOL_ROUTES.userinfo) {
       if (ctx.method === 'OPTIONS') return corsPreflight(ctx);
       if (ctx.method !== 'GET' && ctx.method !== 'POST') return methodNotAllowed(ctx);
-      let form: Record<string, unknown> = {};
-      if (ctx.method === 'POST') {
-        try {
-          form = await readForm(ctx);
-        } catch (error) {
-          if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
-          throw error;
-        }
-      }
+      const form = ctx.method === 'POST' ? await readFormOrAnswer(ctx) : {};
+      if (!form) return;
       const result = await userinfo(realm, issuer, bearerToken(ctx.get('authorization') || undefined, form));
       allowOriginFromToken(ctx, result.status === 200 ? ctx.get('authorization') : undefined);
       sendResult(ctx, result);
@@ -215,13 +216,8 @@ export function createApp(services: AppServices): Koa {
     if (rest === PROTOCOL_ROUTES.revocation) {
       if (ctx.method === 'OPTIONS') return dispatchToProvider(ctx, realm, issuer, origin, rest);
       if (ctx.method !== 'POST') return methodNotAllowed(ctx);
-      let form: Record<string, unknown>;
-      try {
-        form = await readForm(ctx);
-      } catch (error) {
-        if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
-        throw error;
-      }
+      const form = await readFormOrAnswer(ctx);
+      if (!form) return;
       const result = await revoke(realm, issuer, ctx.get('authorization') || undefined, form);
       if (result.revoked) services.event(realm, { type: 'REVOKE_GRANT', clientId: result.revoked.clientId, userId: result.revoked.userId, sessionId: result.revoked.sessionId, ipAddress: ctx.ip });
       await allowClientOrigin(ctx, realm, typeof form.client_id === 'string' ? form.client_id : undefined);
@@ -241,13 +237,8 @@ export function createApp(services: AppServices): Koa {
       // Keycloak takes the authorization request as GET or as a POSTed form; the Provider gets a GET.
       const query = new URLSearchParams(ctx.querystring);
       if (ctx.method === 'POST') {
-        let form: Record<string, unknown>;
-        try {
-          form = await readForm(ctx);
-        } catch (error) {
-          if (error instanceof BodyError) return oauthError(ctx, error.status, 'invalid_request', error.message);
-          throw error;
-        }
+        const form = await readFormOrAnswer(ctx);
+        if (!form) return;
         for (const [name, value] of Object.entries(form)) if (typeof value === 'string' && !query.has(name)) query.set(name, value);
         ctx.req.method = 'GET';
       }

@@ -1,12 +1,12 @@
 // Token introspection as Keycloak answers it. oidc-provider refuses to introspect its own JWT
 // access tokens, so Cloakroom verifies them itself: signature against the realm's keys, issuer,
 // expiry, the realm's not-before, and (for tokens of a user session) that the session still lives.
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload } from 'jose';
 
 import { safeEqual } from '../crypto/random.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { findClientSession, findLiveUserSession } from '../store/sessions.ts';
-import { verifyRefreshToken } from './realm-jwt.ts';
+import { verifyRealmSignedToken, verifyRefreshToken } from './realm-jwt.ts';
 
 export type ProtocolResult = { status: number; body: Record<string, unknown>; headers?: Record<string, string> };
 
@@ -52,26 +52,11 @@ export async function authenticateClient(realm: RealmContext, credentials: Clien
   return client;
 }
 
-function keySet(realm: RealmContext): JWTVerifyGetKey {
-  return realm.memoSync('jwks', () => createLocalJWKSet({ keys: realm.keys.published }));
-}
-
-/** The token's claims when it is an active token of this realm, otherwise undefined. */
+/** The token's claims when it is an unexpired token of this realm issued after its not-before. */
 export async function verifyRealmToken(realm: RealmContext, issuer: string, token: string): Promise<JWTPayload | undefined> {
-  let alg: string | undefined;
-  try {
-    alg = decodeProtectedHeader(token).alg;
-  } catch {
-    return undefined;
-  }
-  if (alg !== 'RS256' && alg !== 'ES256') return undefined;
-  try {
-    const { payload } = await jwtVerify(token, keySet(realm), { issuer, algorithms: [alg] });
-    if (typeof payload.iat !== 'number' || payload.iat < realm.realm.not_before) return undefined;
-    return payload;
-  } catch {
-    return undefined;
-  }
+  const payload = await verifyRealmSignedToken(realm, issuer, token);
+  if (!payload || typeof payload.iat !== 'number' || payload.iat < realm.realm.not_before) return undefined;
+  return payload;
 }
 
 /**

@@ -3,9 +3,8 @@
 // offline copy of the session, which outlives logout.
 import crypto from 'node:crypto';
 
-import type { ClientModel, RealmContext } from '../realms/context.ts';
+import type { RealmContext } from '../realms/context.ts';
 import { offlineSessionLifespans, ssoSessionLifespans } from '../realms/settings.ts';
-import type { UserSession } from '../store/schema.ts';
 import { findLiveUserSession, saveUserSession, startClientSession } from '../store/sessions.ts';
 import { issueUserTokens, loadUserTokenSubject, refreshTokenPayload, type IssuedTokens, type SignedAccessToken, type TokenSubjectData, type UserTokenRequest } from './user-tokens.ts';
 import { signRefreshToken } from './realm-jwt.ts';
@@ -27,15 +26,7 @@ export async function startUserSession(realm: RealmContext, s: { id: string; use
   });
 }
 
-export type FirstTokens = {
-  realm: RealmContext;
-  issuer: string;
-  client: ClientModel;
-  session: UserSession;
-  scope: string;
-  acr: string;
-  nonce?: string | undefined;
-  ipAddress: string;
+export type FirstTokens = UserTokenRequest & {
   grantId: string | null;
   /** Already loaded for this request (the code exchange loads it for the access token). */
   data?: TokenSubjectData;
@@ -61,9 +52,7 @@ export async function issueFirstTokens(t: FirstTokens): Promise<IssuedTokens> {
     session = offline;
   }
 
-  const req: UserTokenRequest = {
-    realm: t.realm, issuer: t.issuer, client: t.client, session, scope: t.scope, acr: t.acr, nonce: t.nonce, ipAddress: t.ipAddress,
-  };
+  const req: UserTokenRequest = { ...t, session };
   const now = Math.floor(Date.now() / 1000);
   const jti = crypto.randomUUID();
   const refreshPayload = refreshTokenPayload(req, data, now, jti);

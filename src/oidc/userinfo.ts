@@ -4,8 +4,7 @@
 // client's mappers with userinfo.token.claim.
 import type { RealmContext } from '../realms/context.ts';
 import { findLiveUserSession } from '../store/sessions.ts';
-import type { ProtocolResult } from './introspection.ts';
-import { verifyRealmSignedToken } from './realm-jwt.ts';
+import { verifyRealmToken, type ProtocolResult } from './introspection.ts';
 import { tokenClaims } from './keycloak-token.ts';
 import { loadUserTokenSubject } from './user-tokens.ts';
 
@@ -26,9 +25,8 @@ export function bearerToken(authorization: string | undefined, form: Record<stri
 
 export async function userinfo(realm: RealmContext, issuer: string, token: string | undefined): Promise<ProtocolResult> {
   if (!token) return { status: 401, body: { error: 'invalid_request', error_description: 'Token not provided' }, headers: { 'www-authenticate': 'Bearer realm="cloakroom"' } };
-  const claims = await verifyRealmSignedToken(realm, issuer, token);
+  const claims = await verifyRealmToken(realm, issuer, token);
   if (!claims || claims.typ !== 'Bearer' || typeof claims.azp !== 'string' || typeof claims.sub !== 'string') return invalidToken('Token verification failed');
-  if ((claims.iat ?? 0) < realm.realm.not_before) return invalidToken('Token verification failed');
   const client = await realm.client(claims.azp);
   if (!client) return invalidToken('Client not found');
   if (typeof claims.sid === 'string') {
