@@ -8,7 +8,9 @@ import Koa, { type Context } from 'koa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
+import { createAdminApi } from './admin/index.ts';
 import type { Config } from './config.ts';
+import type { SecretBox } from './crypto/secret-box.ts';
 import type { LoginEvent } from './events/events.ts';
 import { createLogoutRoute } from './login/logout.ts';
 import type { PageRenderer } from './login/pages.ts';
@@ -30,6 +32,7 @@ import type { Store } from './store/db.ts';
 export type AppServices = {
   config: Config;
   store: Store;
+  box: SecretBox;
   registry: RealmRegistry;
   logger: Logger;
   metrics: Metrics;
@@ -254,6 +257,10 @@ export function createApp(services: AppServices): Koa {
     }
     return next();
   });
+
+  const admin = createAdminApi({ config, db: store.db, box: services.box, registry, logger });
+  app.use(admin.middleware());
+  app.use(admin.allowedMethods());
 
   app.use(async (ctx) => {
     sendJson(ctx, 404, { error: 'not_found', error_description: 'Resource not found' });

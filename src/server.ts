@@ -154,7 +154,7 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
 
   let ready = false;
   const app = createApp({
-    config, store, registry, logger, metrics, isReady: () => ready, pages, viewsDir,
+    config, store, box, registry, logger, metrics, isReady: () => ready, pages, viewsDir,
     event: (realm, event) => recordEvent(store.db, realm, logger, event),
   });
   const server = http.createServer(app.callback());

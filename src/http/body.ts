@@ -34,3 +34,37 @@ export async function readForm(ctx: Context, limit = FORM_LIMIT): Promise<Record
   }
   return parsed as Record<string, unknown>;
 }
+
+/** A JSON body (any JSON value); 400 when it is not JSON, 413 beyond `limit` bytes. */
+export async function readJson(ctx: Context, limit: number): Promise<unknown> {
+  if (!ctx.is('application/json', '+json')) {
+    throw new BodyError(415, 'a JSON body (content-type application/json) is required');
+  }
+  const declared = ctx.request.length;
+  if (declared !== undefined && declared > limit) throw new BodyError(413, 'request entity too large');
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of ctx.req) {
+    received += (chunk as Buffer).length;
+    if (received > limit) throw new BodyError(413, 'request entity too large');
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BodyError(400, 'the body is not valid JSON');
+  }
+}
+
+/** A text/plain body (Keycloak takes a few values that way, e.g. a credential's label). */
+export async function readText(ctx: Context, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of ctx.req) {
+    received += (chunk as Buffer).length;
+    if (received > limit) throw new BodyError(413, 'request entity too large');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -64,7 +64,7 @@ export async function verifyRealmToken(realm: RealmContext, issuer: string, toke
  * session; a refresh token also needs its client session, and with rotation on only the current
  * or newest token is active.
  */
-async function sessionBehindTokenAlive(realm: RealmContext, claims: JWTPayload): Promise<boolean> {
+export async function sessionBehindTokenAlive(realm: RealmContext, claims: JWTPayload): Promise<boolean> {
   if (typeof claims.sid !== 'string') return claims.typ === 'Bearer'; // service-account tokens have no session
   const offline = claims.typ === 'Offline';
   const key = { realmId: realm.id, id: claims.sid, offline };

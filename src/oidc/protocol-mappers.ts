@@ -36,6 +36,24 @@ export type TokenSubject = {
 
 type Claims = Record<string, unknown>;
 
+/** The OIDC mapper types this engine applies (serverinfo lists them; others are stored but inert). */
+export const PROTOCOL_MAPPER_TYPES: Record<string, { name: string; category: string }> = {
+  'oidc-usermodel-attribute-mapper': { name: 'User Attribute', category: 'Token mapper' },
+  'oidc-usermodel-property-mapper': { name: 'User Property', category: 'Token mapper' },
+  'oidc-full-name-mapper': { name: 'User\'s full name', category: 'Token mapper' },
+  'oidc-hardcoded-claim-mapper': { name: 'Hardcoded claim', category: 'Token mapper' },
+  'oidc-usermodel-realm-role-mapper': { name: 'User Realm Role', category: 'Token mapper' },
+  'oidc-usermodel-client-role-mapper': { name: 'User Client Role', category: 'Token mapper' },
+  'oidc-group-membership-mapper': { name: 'Group Membership', category: 'Token mapper' },
+  'oidc-allowed-origins-mapper': { name: 'Allowed Web Origins', category: 'Token mapper' },
+  'oidc-acr-mapper': { name: 'Authentication Context Class Reference (ACR)', category: 'Token mapper' },
+  'oidc-sub-mapper': { name: 'Subject (sub)', category: 'Token mapper' },
+  'oidc-usersessionmodel-note-mapper': { name: 'User Session Note', category: 'Token mapper' },
+  'oidc-address-mapper': { name: 'User Address', category: 'Token mapper' },
+  'oidc-audience-mapper': { name: 'Audience', category: 'Token mapper' },
+  'oidc-audience-resolve-mapper': { name: 'Audience Resolve', category: 'Token mapper' },
+};
+
 const INCLUDE_KEY: Record<TokenKind, string> = {
   access: 'access.token.claim',
   id: 'id.token.claim',

@@ -38,6 +38,8 @@ export const realmSettingsSchema = z.object({
   attributes: z.record(z.string(), z.unknown()).default({}),
   eventsEnabled: z.boolean().default(false),
   enabledEventTypes: z.array(z.string()).default([]),
+  adminEventsEnabled: z.boolean().default(false),
+  adminEventsDetailsEnabled: z.boolean().default(false),
 }).loose();
 
 export type RealmSettings = z.infer<typeof realmSettingsSchema>;

@@ -209,6 +209,74 @@ export type ClientSessionTable = {
   successor_sealed: string | null;
 };
 
+export type IdentityProviderTable = {
+  internal_id: string;
+  realm_id: string;
+  alias: string;
+  provider_id: string;
+  display_name: string | null;
+  enabled: Generated<boolean>;
+  trust_email: Generated<boolean>;
+  store_token: Generated<boolean>;
+  link_only: Generated<boolean>;
+  hide_on_login: Generated<boolean>;
+  config: JsonOf<Record<string, string>>;
+  secrets_sealed: string | null;
+  extra: JsonOf<Record<string, unknown>>;
+};
+
+export type IdentityProviderMapperTable = {
+  id: string;
+  realm_id: string;
+  identity_provider_id: string;
+  name: string;
+  mapper_type: string;
+  config: JsonOf<Record<string, string>>;
+};
+
+export type ComponentTable = {
+  id: string;
+  realm_id: string;
+  parent_id: string;
+  name: string;
+  provider_id: string;
+  provider_type: string;
+  sub_type: string | null;
+  config: JsonOf<Record<string, string[]>>;
+  secrets_sealed: string | null;
+};
+
+export type FederatedIdentityTable = {
+  realm_id: string;
+  user_id: string;
+  identity_provider: string;
+  external_user_id: string;
+  external_username: string | null;
+  token_sealed: string | null;
+};
+
+export type RealmDefaultGroupTable = { realm_id: string; group_id: string };
+
+export type UserConsentTable = {
+  user_id: string;
+  client_id: string;
+  realm_id: string;
+  granted_scopes: JsonOf<string[]>;
+  created_at: CreatedAt;
+  updated_at: Touched;
+};
+
+export type LoginFailureTable = {
+  realm_id: string;
+  user_id: string;
+  num_failures: Generated<number>;
+  num_temporary_lockouts: Generated<number>;
+  /** Epoch milliseconds, as Keycloak reports them. */
+  last_failure: ColumnType<number, number | undefined, number>;
+  last_ip_failure: string | null;
+  failed_login_not_before: ColumnType<number, number | undefined, number>;
+};
+
 export type Database = {
   realms: RealmTable;
   clients: ClientTable;
@@ -231,6 +299,13 @@ export type Database = {
   admin_events: AdminEventTable;
   user_sessions: UserSessionTable;
   client_sessions: ClientSessionTable;
+  identity_providers: IdentityProviderTable;
+  identity_provider_mappers: IdentityProviderMapperTable;
+  components: ComponentTable;
+  federated_identities: FederatedIdentityTable;
+  realm_default_groups: RealmDefaultGroupTable;
+  user_consents: UserConsentTable;
+  login_failures: LoginFailureTable;
 };
 
 export type Realm = Selectable<RealmTable>;
@@ -245,3 +320,6 @@ export type ProtocolMapper = Selectable<ProtocolMapperTable>;
 export type SigningKey = Selectable<SigningKeyTable>;
 export type UserSession = Selectable<UserSessionTable>;
 export type ClientSession = Selectable<ClientSessionTable>;
+export type IdentityProvider = Selectable<IdentityProviderTable>;
+export type Component = Selectable<ComponentTable>;
+export type Group = Selectable<GroupTable>;

@@ -1,0 +1,33 @@
+// The Admin REST API: every resource module's routes on one router.
+import { registerAttackDetectionRoutes } from './attack-detection.ts';
+import { registerClientScopesRoutes } from './client-scopes.ts';
+import { registerClientsRoutes } from './clients.ts';
+import { registerComponentsRoutes } from './components.ts';
+import { registerEventsRoutes } from './events.ts';
+import { registerGroupsRoutes } from './groups.ts';
+import { registerIdentityProvidersRoutes } from './identity-providers.ts';
+import { registerRealmTransferRoutes } from './realm-transfer.ts';
+import { registerRealmsRoutes } from './realms.ts';
+import { registerRoleMappingsRoutes } from './role-mappings.ts';
+import { registerRolesRoutes } from './roles.ts';
+import { AdminRouter, type AdminServices } from './router.ts';
+import { registerServerInfoRoutes } from './serverinfo.ts';
+import { registerUsersRoutes } from './users.ts';
+
+export function createAdminApi(services: AdminServices): AdminRouter {
+  const admin = new AdminRouter(services);
+  registerRealmsRoutes(admin);
+  registerServerInfoRoutes(admin);
+  registerUsersRoutes(admin);
+  registerGroupsRoutes(admin);
+  registerRolesRoutes(admin);
+  registerRoleMappingsRoutes(admin);
+  registerClientsRoutes(admin);
+  registerClientScopesRoutes(admin);
+  registerIdentityProvidersRoutes(admin);
+  registerComponentsRoutes(admin);
+  registerEventsRoutes(admin);
+  registerAttackDetectionRoutes(admin);
+  registerRealmTransferRoutes(admin);
+  return admin;
+}
