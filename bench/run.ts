@@ -2,7 +2,8 @@
 // Fresh PostgreSQL database, realms imported with the CLI, server started as users start it,
 // load from autocannon; prints a table and writes bench/results/<timestamp>.json.
 // Env: BENCH_DATABASE_URL, BENCH_DURATION (s), BENCH_WARMUP (s), BENCH_CONNECTIONS,
-// BENCH_LOGIN_CONCURRENCY (parallel browser-less logins), BENCH_ARGON2_SECONDS (raw argon2 baseline).
+// BENCH_LOGIN_CONCURRENCY (parallel browser-less logins), BENCH_ARGON2_SECONDS (raw argon2 baseline),
+// BENCH_ADMIN_REALMS / BENCH_ADMIN_USERS / BENCH_ADMIN_CONNECTIONS (admin scale), BENCH_ONLY (scenario name words).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -16,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
 
+import { adminScaleRequests, runAdminRequest, seedAdminScale } from './admin-scale.ts';
 import { login, loginLoad, type LoginFlowOptions } from './login-flow.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -33,6 +35,9 @@ const settings = {
   pipelining: 1,
   loginConcurrency: positiveInt('BENCH_LOGIN_CONCURRENCY', 16),
   argon2Seconds: positiveInt('BENCH_ARGON2_SECONDS', 5),
+  adminRealms: positiveInt('BENCH_ADMIN_REALMS', 10_000),
+  adminUsers: positiveInt('BENCH_ADMIN_USERS', 100_000),
+  adminConnections: positiveInt('BENCH_ADMIN_CONNECTIONS', 4),
 };
 
 const TARGETS = {
@@ -44,7 +49,11 @@ const TARGETS = {
   /** Password grant req/s as a share of raw argon2id verifies/s measured in the same run. */
   passwordGrantToArgon2Percent: 80,
   loginFlowLoginsPerSec: 50,
+  /** Admin lists, prefix searches and counts with 10,000 realms and 100,000 users. */
+  adminP99Ms: 50,
 };
+
+const BENCH_ADMIN = { username: 'bench-admin', password: 'bench-admin-password' };
 
 const EXTRA_REALMS = Array.from({ length: 9 }, (_, i) => `bench-${i + 1}`);
 
@@ -238,7 +247,10 @@ function cloakroomEnv(dbUrl: string, masterKey: string, dataDir: string): NodeJS
   // Inherited Cloakroom/Keycloak settings would make the run depend on the caller's shell.
   const inherited = Object.fromEntries(Object.entries(process.env)
     .filter(([key]) => !/^(CLOAKROOM_|KC_|KEYCLOAK_)/.test(key) && key !== 'DATABASE_URL'));
-  return { ...inherited, CLOAKROOM_DATABASE_URL: dbUrl, CLOAKROOM_MASTER_KEY: masterKey, CLOAKROOM_DATA_DIR: dataDir };
+  return {
+    ...inherited, CLOAKROOM_DATABASE_URL: dbUrl, CLOAKROOM_MASTER_KEY: masterKey, CLOAKROOM_DATA_DIR: dataDir,
+    KC_BOOTSTRAP_ADMIN_USERNAME: BENCH_ADMIN.username, KC_BOOTSTRAP_ADMIN_PASSWORD: BENCH_ADMIN.password,
+  };
 }
 
 // A confidential client for the password and refresh_token grants, one for the browser login,
@@ -673,6 +685,44 @@ const loginFlowScenario: Scenario = {
   },
 };
 
+// --- Admin API at scale (runs last: it adds 10,000 realms and 100,000 users) ------------------
+
+async function masterAdminToken(target: Target): Promise<string> {
+  const res = await send(target, {
+    path: '/realms/master/protocol/openid-connect/token', method: 'POST', headers: { 'content-type': FORM },
+    body: new URLSearchParams({ grant_type: 'password', client_id: 'admin-cli', ...BENCH_ADMIN }).toString(),
+  });
+  const token = parseJson(res).access_token;
+  if (res.status !== 200 || typeof token !== 'string') throw new Error(`admin token: ${res.status} ${res.body.slice(0, 300)}`);
+  return token;
+}
+
+const adminScaleScenario: Scenario = {
+  name: 'admin scale',
+  async run({ targets, dbUrl }) {
+    const target = targets.cloakroom;
+    const seeded = await seedAdminScale(dbUrl, 'bench', 'bench', { realms: settings.adminRealms, users: settings.adminUsers });
+    process.stderr.write(`bench: admin scale: seeded ${settings.adminRealms} realms and ${settings.adminUsers} users in ${seeded.seconds} s\n`);
+    const rows: ScenarioResult[] = [];
+    for (const request of adminScaleRequests('bench', settings.adminUsers)) {
+      // Master access tokens live 60 s: a fresh one per scenario.
+      const token = await masterAdminToken(target);
+      const probe = await httpRequest(target.baseUrl + request.path(), { headers: { authorization: `Bearer ${token}` } });
+      if (probe.status !== 200) throw new Error(`${request.name}: ${probe.status} ${probe.body.slice(0, 300)}`);
+      process.stderr.write(`bench: ${request.name}: warm-up ${settings.warmup} s, then ${settings.duration} s, ${settings.adminConnections} connections\n`);
+      const row = await runAdminRequest(target.baseUrl, token, request, {
+        realms: settings.adminRealms, users: settings.adminUsers, connections: settings.adminConnections, duration: settings.duration, warmup: settings.warmup,
+      });
+      rows.push({
+        name: row.name, target: target.name, unit: 'req', rate: row.rate, p50Ms: row.p50Ms, p99Ms: row.p99Ms, non2xx: row.non2xx,
+        errors: row.errors, timeouts: 0, statusCodes: {}, totalRequests: row.totalRequests, rssMb: rssMb(target.child.pid),
+        details: { realms: settings.adminRealms, users: settings.adminUsers, connections: settings.adminConnections, responseBytes: probe.body.length },
+      });
+    }
+    return rows;
+  },
+};
+
 const SCENARIOS: Scenario[] = [
   fixedRequestScenario('cloakroom client_credentials', 'cloakroom', clientCredentialsRequest),
   fixedRequestScenario('bare client_credentials', 'bare', clientCredentialsRequest),
@@ -681,6 +731,7 @@ const SCENARIOS: Scenario[] = [
   refreshRotationScenario,
   passwordGrantScenario,
   loginFlowScenario,
+  adminScaleScenario,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -734,6 +785,12 @@ function verdicts(rows: ScenarioResult[], idleRss: number | null, ready: { first
   const loginPass = logins !== undefined && logins.rate >= TARGETS.loginFlowLoginsPerSec && logins.non2xx === 0;
   list.push({ name: 'loginFlowLoginsPerSec', value: logins?.rate ?? null, target: `>= ${TARGETS.loginFlowLoginsPerSec}, 0 failed`, pass: loginPass,
     line: `login flow: ${logins?.rate ?? '?'} logins/s, p50 ${logins?.p50Ms ?? '?'} ms, p99 ${logins?.p99Ms ?? '?'} ms, ${logins?.non2xx ?? '?'} failed (target ≥ ${TARGETS.loginFlowLoginsPerSec}, 0 failed) ${mark(loginPass)}` });
+
+  for (const admin of rows.filter((r) => r.name.startsWith('admin: '))) {
+    const pass = admin.p99Ms !== null && admin.p99Ms < TARGETS.adminP99Ms && admin.non2xx + admin.errors === 0;
+    list.push({ name: admin.name, value: admin.p99Ms, target: `p99 < ${TARGETS.adminP99Ms} ms, 0 failed`, pass,
+      line: `${admin.name}: p99 ${admin.p99Ms} ms, ${admin.rate} req/s, ${admin.non2xx + admin.errors} failed (target p99 < ${TARGETS.adminP99Ms} ms) ${mark(pass)}` });
+  }
   return list;
 }
 
@@ -803,7 +860,10 @@ async function main(): Promise<void> {
   };
 
   const rows: ScenarioResult[] = [];
-  for (const scenario of SCENARIOS) rows.push(...[await scenario.run({ targets, env, dbUrl: db.url })].flat());
+  // BENCH_ONLY=admin,refresh runs only the scenarios whose name contains one of the words.
+  const only = (process.env.BENCH_ONLY ?? '').split(',').map((w) => w.trim()).filter(Boolean);
+  const chosen = only.length > 0 ? SCENARIOS.filter((s) => only.some((w) => s.name.includes(w))) : SCENARIOS;
+  for (const scenario of chosen) rows.push(...[await scenario.run({ targets, env, dbUrl: db.url })].flat());
 
   const list = verdicts(rows, idleRss, ready);
   process.stdout.write(`\n${table(rows)}\n\n${list.map((v) => v.line).join('\n')}\n`);

@@ -68,6 +68,11 @@ export type ServerRequest = {
   /** `first` and `max` as Keycloak reads them (`max` < 0 or absent with no default: no limit). */
   page(defaultMax: number | undefined): { first: number; max: number | undefined };
   bool(name: string): boolean | undefined;
+  /**
+   * What an admin event records as the representation: the JSON body by default; handlers of
+   * bodies with secrets set a copy without them (routes marked secretBody record nothing unless set).
+   */
+  eventRepresentation?: unknown;
 };
 
 export type RealmRequest = ServerRequest & { realm: Realm; realmRef: { id: string; name: string } };
@@ -140,7 +145,7 @@ export class AdminRouter {
   /** Routes outside any realm (`/realms`, `/serverinfo`): the handler checks permissions itself. */
   server(method: Method, path: string, options: Omit<RouteOptions, 'permission'>, handler: (req: ServerRequest) => Promise<Reply>): void {
     this.router[method](path, async (ctx) => {
-      await this.#answer(ctx, options, async () => {
+      await this.#answer(ctx, async () => {
         const auth = await this.#authenticate(ctx);
         return handler(this.#request(ctx, auth, options));
       }, undefined);
@@ -152,7 +157,7 @@ export class AdminRouter {
     this.router[method](`/realms/:realm${path}`, async (ctx) => {
       let target: Realm | undefined;
       let request: RealmRequest | undefined;
-      await this.#answer(ctx, options, async () => {
+      await this.#answer(ctx, async () => {
         const auth = await this.#authenticate(ctx);
         const realm = await findRealmByName(this.services.db, ctx.params.realm ?? '');
         // An admin of another realm learns nothing, not even whether the realm exists.
@@ -164,7 +169,7 @@ export class AdminRouter {
           auth.require(realmRef, ...(Array.isArray(options.permission) ? options.permission : [options.permission]));
         }
         target = realm;
-        request = { ...this.#request(ctx, auth, options), realm, realmRef };
+        request = Object.assign(this.#request(ctx, auth, options), { realm, realmRef });
         return handler(request);
       }, async (reply) => {
         if (!target || !request || ctx.method === 'GET') return;
@@ -182,13 +187,13 @@ export class AdminRouter {
 
   #request(ctx: Context, auth: AdminAuth, options: Omit<RouteOptions, 'permission'>): ServerRequest {
     const query = firstValues(ctx.query);
-    const request: ServerRequest & { body?: unknown } = {
+    const request: ServerRequest = {
       ctx, params: { ...(ctx.params as Record<string, string>) }, query, auth, services: this.services, db: this.services.db,
       async json(schema) {
         const body = await readJson(ctx, options.bodyLimit ?? DEFAULT_BODY_LIMIT);
         const parsed = schema.safeParse(body);
         if (!parsed.success) throw badRequest(zodMessage(parsed.error));
-        request.body = body;
+        if (!options.secretBody) request.eventRepresentation ??= body;
         return parsed.data;
       },
       text: () => readText(ctx, options.bodyLimit ?? DEFAULT_BODY_LIMIT),
@@ -206,7 +211,7 @@ export class AdminRouter {
     return request;
   }
 
-  async #answer(ctx: Context, options: Omit<RouteOptions, 'permission'>, run: () => Promise<Reply>, after: ((reply: Reply) => Promise<void>) | undefined): Promise<void> {
+  async #answer(ctx: Context, run: () => Promise<Reply>, after: ((reply: Reply) => Promise<void>) | undefined): Promise<void> {
     ctx.state.route = `/admin${ctx.routerPath ?? ''}`.replace(this.#base, '');
     ctx.set('Cache-Control', 'no-cache');
     let reply: Reply;
@@ -225,6 +230,7 @@ export class AdminRouter {
     }
     ctx.status = reply.status;
     if (reply.status === 200) ctx.body = reply.body === undefined ? null : reply.body;
+    if (reply.status === 201) ctx.body = ''; // Keycloak sends no body with 201 (Koa would send "Created")
     if (after) {
       try {
         await after(reply);
@@ -232,7 +238,6 @@ export class AdminRouter {
         this.services.logger.warn({ err: error, path: ctx.path }, 'admin request succeeded but its follow-up failed');
       }
     }
-    void options;
   }
 
   #answerError(ctx: Context, error: unknown): void {
@@ -253,8 +258,11 @@ export class AdminRouter {
     throw error;
   }
 
-  async #recordAdminEvent(ctx: Context, realm: Realm, request: RealmRequest & { body?: unknown }, options: RouteOptions, reply: Reply): Promise<void> {
-    const settings = parseRealmSettings(realm.settings);
+  async #recordAdminEvent(ctx: Context, realm: Realm, request: RealmRequest, options: RouteOptions, reply: Reply): Promise<void> {
+    // Settings as the write left them: the PUT that turns admin events on is recorded too.
+    const current = await this.services.db.selectFrom('realms').select('settings').where('id', '=', realm.id).executeTakeFirst();
+    if (!current) return; // the realm itself was deleted
+    const settings = parseRealmSettings(current.settings);
     if (!settings.adminEventsEnabled) return;
     const prefix = `${this.#base}/realms/${encodeURIComponent(realm.name)}/`;
     let resourcePath = ctx.path.startsWith(prefix) ? ctx.path.slice(prefix.length) : '';
@@ -265,7 +273,11 @@ export class AdminRouter {
       if (at >= 0) resourcePath = location.slice(at + realmBase.length);
     }
     const operation = ctx.method === 'POST' && reply.status !== 201 ? 'ACTION' : OPERATION_TYPES[ctx.method] ?? 'ACTION';
-    const includeBody = settings.adminEventsDetailsEnabled && !options.secretBody && request.body !== undefined;
+    const includeBody = settings.adminEventsDetailsEnabled && request.eventRepresentation !== undefined;
+    // Keycloak records the client's uuid, not its clientId.
+    const { realmId: authRealmId, clientId } = request.auth.identity;
+    const authClient = clientId === undefined ? undefined : await this.services.db.selectFrom('clients').select('id')
+      .where('realm_id', '=', authRealmId).where('client_id', '=', clientId).executeTakeFirst();
     await this.services.db.insertInto('admin_events').values({
       id: newId(),
       realm_id: realm.id,
@@ -273,10 +285,10 @@ export class AdminRouter {
       resource_type: options.resourceType ?? resourceTypeOf(resourcePath),
       resource_path: resourcePath,
       auth_realm_id: request.auth.identity.realmId,
-      auth_client_id: request.auth.identity.clientId ?? null,
+      auth_client_id: authClient?.id ?? null,
       auth_user_id: request.auth.identity.userId,
       ip_address: ctx.ip,
-      representation: includeBody ? JSON.stringify(request.body) : null,
+      representation: includeBody ? JSON.stringify(request.eventRepresentation) : null,
       error: null,
     }).execute();
   }

@@ -62,7 +62,7 @@ function setAudience(payload: Record<string, unknown>, aud: unknown, fallback: s
     payload.aud = aud;
   } else {
     delete payload.aud;
-    Object.defineProperty(payload, 'aud', { value: fallback, enumerable: false, configurable: true });
+    Object.defineProperty(payload, 'aud', { value: fallback, enumerable: false, configurable: true, writable: true });
   }
 }
 

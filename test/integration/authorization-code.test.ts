@@ -86,7 +86,7 @@ beforeAll(async () => {
   const backchannelUrl = `http://127.0.0.1:${(backchannel.address() as AddressInfo).port}/backchannel-logout`;
 
   server = await startTestServer();
-  await server.importRealm(realmRep('acme', backchannelUrl, { eventsEnabled: true }));
+  await server.importRealm(realmRep('acme', backchannelUrl, { eventsEnabled: true, enabledEventTypes: ['LOGIN', 'LOGIN_ERROR', 'CODE_TO_TOKEN', 'CODE_TO_TOKEN_ERROR', 'REFRESH_TOKEN', 'LOGOUT'] }));
   await server.importRealm(realmRep('remember', backchannelUrl, { rememberMe: true }));
   await server.importRealm(realmRep('intl', backchannelUrl, { internationalizationEnabled: true, supportedLocales: ['en', 'de'], defaultLocale: 'en' }));
   await server.importRealm(realmRep('short', backchannelUrl, { ssoSessionMaxLifespan: 3 }));

@@ -37,7 +37,10 @@ beforeAll(async () => {
   });
   await server.importRealm({
     realm: 'other',
-    clients: [{ clientId: 'cim', secret: 'other-secret', serviceAccountsEnabled: true }],
+    clients: [
+      { clientId: 'cim', secret: 'other-secret', serviceAccountsEnabled: true },
+      { clientId: 'job', secret: 'job-secret', serviceAccountsEnabled: true, fullScopeAllowed: false },
+    ],
   });
 });
 
@@ -163,6 +166,15 @@ describe('client_credentials', () => {
     const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
     // The default role gives account roles, so audience resolve adds account.
     expect(claims.aud).toBe('account');
+  });
+
+  it('issues a token with no aud at all when nothing adds one (no full scope, no audience mapper)', async () => {
+    const res = await postForm(`${server.url}/realms/other/protocol/openid-connect/token`, { grant_type: 'client_credentials' }, { authorization: basicAuth('job', 'job-secret') });
+    expect(res.status).toBe(200);
+    const { access_token } = await res.json() as { access_token: string };
+    const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    expect(claims).not.toHaveProperty('aud');
+    expect(claims.azp).toBe('job');
   });
 
   it('rejects a wrong secret, an unknown client and missing credentials with invalid_client', async () => {

@@ -62,7 +62,7 @@ const clients = [
 ];
 
 function realmRep(realm: string, settings: Record<string, unknown> = {}): Record<string, unknown> {
-  return { realm, enabled: true, eventsEnabled: true, clients, users, ...settings };
+  return { realm, enabled: true, eventsEnabled: true, enabledEventTypes: ['LOGIN', 'REFRESH_TOKEN', 'REFRESH_TOKEN_ERROR', 'LOGOUT', 'REVOKE_GRANT'], clients, users, ...settings };
 }
 
 beforeAll(async () => {
