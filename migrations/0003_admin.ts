@@ -97,6 +97,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     CREATE INDEX users_email_prefix ON users (realm_id, lower(email) text_pattern_ops);
     CREATE INDEX users_first_name_prefix ON users (realm_id, lower(first_name) text_pattern_ops);
     CREATE INDEX users_last_name_prefix ON users (realm_id, lower(last_name) text_pattern_ops);
+    -- Counting a realm's users (service accounts excluded, as Keycloak counts) by index only.
+    CREATE INDEX users_realm_people ON users (realm_id) WHERE service_account_client_id IS NULL;
     CREATE INDEX realms_name_prefix ON realms (lower(name) text_pattern_ops);
     CREATE INDEX roles_realm_name ON roles (realm_id, client_id, lower(name) text_pattern_ops);
     CREATE INDEX clients_client_id_prefix ON clients (realm_id, lower(client_id) text_pattern_ops);

@@ -67,7 +67,7 @@ export async function verifyRealmToken(realm: RealmContext, issuer: string, toke
 export async function sessionBehindTokenAlive(realm: RealmContext, claims: JWTPayload): Promise<boolean> {
   if (typeof claims.sid !== 'string') return claims.typ === 'Bearer'; // service-account tokens have no session
   const offline = claims.typ === 'Offline';
-  const key = { realmId: realm.id, id: claims.sid, offline };
+  const key = { realmId: realm.id, id: claims.sid, offline, tokenIssuedAt: typeof claims.iat === 'number' ? claims.iat : 0 };
   let session = await findLiveUserSession(realm.db, key);
   if (!session && (claims.typ === 'Bearer' || claims.typ === 'ID')) session = await findLiveUserSession(realm.db, { ...key, offline: true });
   if (!session || session.user_id !== claims.sub) return false;

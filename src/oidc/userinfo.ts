@@ -30,8 +30,9 @@ export async function userinfo(realm: RealmContext, issuer: string, token: strin
   const client = await realm.client(claims.azp);
   if (!client) return invalidToken('Client not found');
   if (typeof claims.sid === 'string') {
-    const online = await findLiveUserSession(realm.db, { realmId: realm.id, id: claims.sid, offline: false });
-    const session = online ?? await findLiveUserSession(realm.db, { realmId: realm.id, id: claims.sid, offline: true });
+    const key = { realmId: realm.id, id: claims.sid, tokenIssuedAt: claims.iat ?? 0 };
+    const online = await findLiveUserSession(realm.db, { ...key, offline: false });
+    const session = online ?? await findLiveUserSession(realm.db, { ...key, offline: true });
     if (!session || session.user_id !== claims.sub) return invalidToken('User session not found or doesn\'t have client attached on it');
   }
   const data = await loadUserTokenSubject(realm, client, claims.sub, String(claims.scope ?? ''));

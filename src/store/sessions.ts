@@ -5,7 +5,16 @@ import { sql } from 'kysely';
 import type { Db } from './db.ts';
 import type { ClientSession, UserSession } from './schema.ts';
 
-export type SessionKey = { realmId: string; id: string; offline: boolean };
+export type SessionKey = {
+  realmId: string;
+  id: string;
+  offline: boolean;
+  /**
+   * The `iat` of the token presented for this session, when there is one: a session only counts
+   * for tokens issued at or after its user's not-before (set by an admin's user logout).
+   */
+  tokenIssuedAt?: number;
+};
 
 /** Lifespans in seconds; 0 means "no limit" for `max`. */
 export type SessionLifespans = { idle: number; max: number };
@@ -42,10 +51,15 @@ export async function saveUserSession(db: Db, s: NewUserSession): Promise<void> 
 
 const alive = sql<boolean>`(expires_at IS NULL OR expires_at > now())`;
 
+/** The session's user has not revoked tokens issued at `issuedAt` (users.not_before, seconds). */
+const notBeforeAllows = (issuedAt: number | undefined) => issuedAt === undefined
+  ? sql<boolean>`true`
+  : sql<boolean>`NOT EXISTS (SELECT 1 FROM users u WHERE u.id = user_sessions.user_id AND u.not_before > ${issuedAt})`;
+
 export function findLiveUserSession(db: Db, key: SessionKey): Promise<UserSession | undefined> {
   return db.selectFrom('user_sessions').selectAll()
     .where('realm_id', '=', key.realmId).where('id', '=', key.id).where('offline', '=', key.offline)
-    .where(alive).executeTakeFirst();
+    .where(alive).where(notBeforeAllows(key.tokenIssuedAt)).executeTakeFirst();
 }
 
 /**
@@ -63,7 +77,7 @@ export async function touchUserSession(db: Db, key: SessionKey, lifespans: (reme
       expires_at: sql`CASE WHEN remember_me THEN ${expirySql(remembered, started as never)} ELSE ${expirySql(normal, started as never)} END` as never,
     })
     .where('realm_id', '=', key.realmId).where('id', '=', key.id).where('offline', '=', key.offline)
-    .where(alive)
+    .where(alive).where(notBeforeAllows(key.tokenIssuedAt))
     .returningAll().executeTakeFirst();
 }
 

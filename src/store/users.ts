@@ -1,5 +1,7 @@
+import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
+
 import type { Db } from './db.ts';
-import type { User } from './schema.ts';
+import type { Database, User } from './schema.ts';
 
 export function findUserById(db: Db, realmId: string, id: string): Promise<User | undefined> {
   return db.selectFrom('users').selectAll().where('realm_id', '=', realmId).where('id', '=', id).executeTakeFirst();
@@ -34,4 +36,71 @@ export function findPasswordCredential(db: Db, userId: string): Promise<{ id: st
 export async function replacePasswordHash(db: Db, credentialId: string, secretData: string, credentialData: string): Promise<void> {
   await db.updateTable('credentials').set({ secret_data: secretData, credential_data: credentialData })
     .where('id', '=', credentialId).execute();
+}
+
+/** `%`, `_` and `\` matched literally in a LIKE pattern (PostgreSQL's default escape is `\`). */
+export const escapeLike = (value: string): string => value.replace(/[\\%_]/g, '\\$&');
+
+/** The user columns Keycloak's `search` and field filters look at, lower-cased as the prefix indexes are. */
+const SEARCH_COLUMNS = ['users.username', 'users.email', 'users.first_name', 'users.last_name'] as const;
+export type UserSearchField = 'username' | 'email' | 'first_name' | 'last_name';
+
+/** Keycloak's user search criteria (UsersResource.getUsers / JpaUserProvider). */
+export type UserSearch = {
+  /**
+   * Keycloak's `search`: whitespace-separated terms that must all match one of username, e-mail,
+   * first or last name. A term is a prefix (`foo`, `foo*`), a pattern with `*` wildcards
+   * (`*foo*` for infix) or, quoted (`"foo"`), an exact value.
+   */
+  search?: string;
+  /** Contains (case-insensitive), or equals when `exact`. */
+  fields?: Partial<Record<UserSearchField, string>>;
+  /** User attributes: one value of the attribute contains (equals when `exact`) the given one. */
+  attributes?: Record<string, string>;
+  exact?: boolean;
+  enabled?: boolean;
+  emailVerified?: boolean;
+  idpAlias?: string;
+  idpUserId?: string;
+  includeServiceAccounts: boolean;
+};
+
+function searchTermMatches(eb: ExpressionBuilder<Database, 'users'>, term: string): Expression<SqlBool> {
+  const value = term.toLowerCase();
+  if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
+    const exact = value.slice(1, -1);
+    return eb.or(SEARCH_COLUMNS.map((column) => eb(eb.fn<string>('lower', [column]), '=', exact)));
+  }
+  // Prefix by default, so `lower(col) LIKE 'abc%'` can use the text_pattern_ops indexes.
+  const pattern = escapeLike(value).replaceAll('*', '%') + (value.endsWith('*') ? '' : '%');
+  return eb.or(SEARCH_COLUMNS.map((column) => eb(eb.fn<string>('lower', [column]), 'like', pattern)));
+}
+
+/** A WHERE condition selecting a realm's users by Keycloak's search criteria. */
+export function userSearchCondition(realmId: string, criteria: UserSearch) {
+  return (eb: ExpressionBuilder<Database, 'users'>): Expression<SqlBool> => {
+    const conditions: Expression<SqlBool>[] = [eb('users.realm_id', '=', realmId)];
+    if (!criteria.includeServiceAccounts) conditions.push(eb('users.service_account_client_id', 'is', null));
+    if (criteria.search !== undefined) {
+      for (const term of criteria.search.trim().split(/\s+/)) conditions.push(searchTermMatches(eb, term));
+    }
+    for (const [field, value] of Object.entries(criteria.fields ?? {})) {
+      const column = eb.fn<string>('lower', [`users.${field as UserSearchField}`]);
+      conditions.push(criteria.exact ? eb(column, '=', value.toLowerCase()) : eb(column, 'like', `%${escapeLike(value.toLowerCase())}%`));
+    }
+    for (const [name, value] of Object.entries(criteria.attributes ?? {})) {
+      const match = criteria.exact ? sql`= ${value.toLowerCase()}` : sql`LIKE ${`%${escapeLike(value.toLowerCase())}%`}`;
+      conditions.push(sql<SqlBool>`EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(users.attributes -> ${name}) = 'array' THEN users.attributes -> ${name} ELSE '[]'::jsonb END) AS attribute(value) WHERE lower(attribute.value) ${match})`);
+    }
+    if (criteria.enabled !== undefined) conditions.push(eb('users.enabled', '=', criteria.enabled));
+    if (criteria.emailVerified !== undefined) conditions.push(eb('users.email_verified', '=', criteria.emailVerified));
+    if (criteria.idpAlias !== undefined || criteria.idpUserId !== undefined) {
+      let link = eb.selectFrom('federated_identities').select('federated_identities.user_id')
+        .whereRef('federated_identities.user_id', '=', 'users.id');
+      if (criteria.idpAlias !== undefined) link = link.where('federated_identities.identity_provider', '=', criteria.idpAlias);
+      if (criteria.idpUserId !== undefined) link = link.where('federated_identities.external_user_id', '=', criteria.idpUserId);
+      conditions.push(eb.exists(link));
+    }
+    return eb.and(conditions);
+  };
 }

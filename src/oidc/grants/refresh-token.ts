@@ -45,7 +45,7 @@ export function refreshTokenGrant(realm: RealmContext, record: GrantEvents) {
     if ((claims.iat ?? 0) < realm.realm.not_before) return fail('Stale token', 'invalid_token');
 
     const offline = claims.typ === 'Offline';
-    const key = { realmId: realm.id, id: claims.sid, offline };
+    const key = { realmId: realm.id, id: claims.sid, offline, tokenIssuedAt: claims.iat ?? 0 };
     const session = await touchUserSession(realm.db, key, (rememberMe) => offline ? offlineSessionLifespans(realm.settings) : ssoSessionLifespans(realm.settings, rememberMe));
     if (!session || session.user_id !== claims.sub) return fail(offline ? 'Offline user session not found' : 'Session not active', 'invalid_token');
 
