@@ -1,4 +1,5 @@
-// CLI: cloakroom start | migrate | import | keys rotate
+// CLI: cloakroom start | migrate | import | export | keys rotate
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -7,7 +8,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { SIGNING_ALGS, type SigningAlg } from './crypto/signing-keys.ts';
 import { createLogger } from './observability/logger.ts';
-import { ImportError, RealmExistsError, importRealm } from './realms/import.ts';
+import { RealmNotFoundError, exportRealm } from './realms/export.ts';
+import { ImportError, RealmExistsError, importRealmIn, parseRealmRepresentation, type RealmImportRepresentation } from './realms/import.ts';
 import { rotateRealmKey } from './realms/keys.ts';
 import { REALM_CHANGED_CHANNEL } from './realms/registry.ts';
 import { parseRealmSettings } from './realms/settings.ts';
@@ -51,37 +53,123 @@ function readJsonFile(file: string): unknown {
   }
 }
 
-/** Imports realm files; existing realms are skipped (Keycloak's --import-realm behaviour) or fail. */
-async function importFiles(cfg: Config, store: Store, files: string[], onExisting: 'skip' | 'fail'): Promise<void> {
-  const box = secretBoxFor(cfg);
+type RealmFile = { file: string; rep: RealmImportRepresentation };
+
+/** Keycloak's users files (`--users different_files`): `<realm>-users-<n>.json`, `<realm>-federated-users-<n>.json`. */
+const USERS_FILE = /-(?:federated-)?users-\d+\.json$/;
+
+/**
+ * Reads and validates realm files before anything touches the database, so a broken file leaves
+ * the database alone. A file holds one realm or an array of realms; users files of a realm (as a
+ * Keycloak directory export writes them) are merged into that realm.
+ */
+function loadRealmFiles(files: string[]): RealmFile[] {
+  const realms: RealmFile[] = [];
+  const usersFiles: Array<{ file: string; json: unknown }> = [];
   for (const file of files) {
     const json = readJsonFile(file);
-    for (const rep of Array.isArray(json) ? json : [json]) {
+    if (USERS_FILE.test(path.basename(file))) {
+      usersFiles.push({ file, json });
+      continue;
+    }
+    for (const item of Array.isArray(json) ? json : [json]) {
       try {
-        const result = await importRealm(store.db, box, rep);
-        await store.notify(REALM_CHANGED_CHANNEL, result.realmId);
-        // Generated secrets are shown once, here; secrets given in the file are not echoed.
-        const given = new Set(((rep as { clients?: Array<{ clientId?: string; secret?: string }> }).clients ?? [])
-          .filter((c) => c.secret).map((c) => c.clientId));
-        const generated = Object.fromEntries(Object.entries(result.clientSecrets)
-          .filter(([clientId]) => !given.has(clientId) && !['broker', 'realm-management'].includes(clientId)));
-        process.stdout.write(`${JSON.stringify({ imported: result.realm, file, generatedClientSecrets: generated })}\n`);
+        realms.push({ file, rep: parseRealmRepresentation(item) });
       } catch (error) {
-        if (error instanceof RealmExistsError && onExisting === 'skip') {
-          process.stdout.write(`${JSON.stringify({ skipped: (rep as { realm?: string }).realm, reason: 'realm exists' })}\n`);
-          continue;
-        }
-        if (error instanceof RealmExistsError || error instanceof ImportError) throw new UsageError(`${file}: ${error.message}`);
+        if (error instanceof ImportError) throw new UsageError(`${file}: ${error.message}`);
         throw error;
       }
     }
   }
+  for (const { file, json } of usersFiles) {
+    const { realm, users } = (json ?? {}) as { realm?: unknown; users?: unknown };
+    const target = realms.find((r) => r.rep.realm === realm);
+    if (!target) throw new UsageError(`${file}: no realm file defines realm "${String(realm)}"`);
+    if (!Array.isArray(users)) throw new UsageError(`${file}: "users" must be an array`);
+    try {
+      target.rep = parseRealmRepresentation({ ...target.rep, users: [...(target.rep.users ?? []), ...users] });
+    } catch (error) {
+      if (error instanceof ImportError) throw new UsageError(`${file}: ${error.message}`);
+      throw error;
+    }
+  }
+  return realms;
+}
+
+/** Imports realms; existing realms are skipped (Keycloak's --import-realm behaviour) or fail. */
+async function importRealms(cfg: Config, store: Store, realms: RealmFile[], onExisting: 'skip' | 'fail'): Promise<void> {
+  const box = secretBoxFor(cfg);
+  for (const { file, rep } of realms) {
+    try {
+      const result = await store.db.transaction().execute((trx) => importRealmIn(trx, box, rep));
+      await store.notify(REALM_CHANGED_CHANNEL, result.realmId);
+      // Generated secrets are shown once, here; secrets given in the file are not echoed.
+      const given = new Set((rep.clients ?? []).filter((c) => c.secret).map((c) => c.clientId));
+      const generated = Object.fromEntries(Object.entries(result.clientSecrets)
+        .filter(([clientId]) => !given.has(clientId) && !['broker', 'realm-management'].includes(clientId)));
+      process.stdout.write(`${JSON.stringify({ imported: result.realm, file, generatedClientSecrets: generated })}\n`);
+    } catch (error) {
+      if (error instanceof RealmExistsError && onExisting === 'skip') {
+        process.stdout.write(`${JSON.stringify({ skipped: rep.realm, reason: 'realm exists' })}\n`);
+        continue;
+      }
+      if (error instanceof RealmExistsError || error instanceof ImportError) throw new UsageError(`${file}: ${error.message}`);
+      throw error;
+    }
+  }
+}
+
+/** The *.json files of a directory, by name. */
+function jsonFilesIn(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (error) {
+    throw new UsageError(`cannot read directory ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return names.filter((f) => f.endsWith('.json')).sort().map((f) => path.join(dir, f));
 }
 
 function importDirFiles(cfg: Config): string[] {
   const dir = path.join(cfg.dataDir, 'import');
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => path.join(dir, f));
+  return fs.existsSync(dir) ? jsonFilesIn(dir) : [];
+}
+
+/** Waits for a full stream buffer to drain (large exports). */
+async function write(out: NodeJS.WritableStream, text: string): Promise<void> {
+  if (!out.write(text)) await once(out, 'drain');
+}
+
+/**
+ * Writes a realm export as indented JSON. Users are written one at a time, so a realm with
+ * 100,000 users never needs its whole document as one string.
+ */
+async function writeRealmJson(out: NodeJS.WritableStream, rep: Record<string, unknown>): Promise<void> {
+  const users = rep.users as unknown[] | undefined;
+  if (!users || users.length === 0) return write(out, `${JSON.stringify(rep, null, 2)}\n`);
+  const marker = '\n  "users": "__cloakroom_users__"';
+  const text = JSON.stringify(rep, function (this: unknown, key, value) {
+    return this === rep && key === 'users' ? '__cloakroom_users__' : value;
+  }, 2);
+  const at = text.indexOf(marker);
+  await write(out, `${text.slice(0, at)}\n  "users": [\n`);
+  let chunk = '';
+  for (let i = 0; i < users.length; i++) {
+    chunk += `${JSON.stringify(users[i], null, 2).replace(/^/gm, '    ')}${i < users.length - 1 ? ',' : ''}\n`;
+    if (chunk.length > 65536) {
+      await write(out, chunk);
+      chunk = '';
+    }
+  }
+  if (chunk) await write(out, chunk);
+  await write(out, `  ]${text.slice(at + marker.length)}\n`);
+}
+
+/** Keycloak's `--users` strategies that put the users into the realm's own file. */
+function exportUsers(strategy: string | boolean | undefined): boolean {
+  if (strategy === undefined || strategy === 'skip') return false;
+  if (strategy === true || strategy === 'realm_file' || strategy === 'same_file') return true;
+  throw new UsageError(`--users ${String(strategy)} is not supported (use realm_file, same_file or skip)`);
 }
 
 const program = new Command()
@@ -96,7 +184,8 @@ program.command('start')
     const cfg = config();
     if (opts.importRealm) {
       const files = importDirFiles(cfg);
-      if (files.length > 0) await withStore(cfg, (store) => importFiles(cfg, store, files, 'skip'));
+      const realms = loadRealmFiles(files);
+      if (realms.length > 0) await withStore(cfg, (store) => importRealms(cfg, store, realms, 'skip'));
     }
     // Handlers go in before starting, so a signal during start-up still ends in a clean stop.
     let stopSignal: string | undefined;
@@ -128,12 +217,56 @@ program.command('migrate')
 
 program.command('import')
   .description('create realms from Keycloak realm export JSON files (run while the server is stopped when using the embedded database)')
-  .requiredOption('--file <path...>', 'realm JSON file(s); a file may hold one realm or an array of realms')
+  .option('--file <path...>', 'realm JSON file(s); a file may hold one realm or an array of realms')
+  .option('--dir <path>', 'a directory of realm JSON files (every *.json; Keycloak <realm>-users-<n>.json files join their realm)')
   .option('--override <mode>', 'what to do when a realm exists: fail | skip', 'fail')
-  .action(async (opts: { file: string[]; override: string }) => {
+  .action(async (opts: { file?: string[]; dir?: string; override: string }) => {
     if (opts.override !== 'fail' && opts.override !== 'skip') throw new UsageError('--override must be "fail" or "skip"');
+    if ((opts.file === undefined) === (opts.dir === undefined)) throw new UsageError('give either --file or --dir');
     const cfg = config();
-    await withStore(cfg, (store) => importFiles(cfg, store, opts.file, opts.override as 'fail' | 'skip'));
+    const files = opts.file ?? jsonFilesIn(opts.dir!);
+    if (files.length === 0) throw new UsageError(`no *.json files in ${opts.dir}`);
+    const realms = loadRealmFiles(files);
+    await withStore(cfg, (store) => importRealms(cfg, store, realms, opts.override as 'fail' | 'skip'));
+  });
+
+program.command('export')
+  .description('write a realm as Keycloak realm export JSON to stdout, --file or --dir (run while the server is stopped when using the embedded database)')
+  .requiredOption('--realm <name>', 'realm name')
+  .option('--users [strategy]', 'include users with their credentials: realm_file | same_file (both: in the realm file) | skip')
+  .option('--file <path>', 'write to this file')
+  .option('--dir <path>', 'write <dir>/<realm>-realm.json, as Keycloak does')
+  .action(async (opts: { realm: string; users?: string | boolean; file?: string; dir?: string }) => {
+    if (opts.file !== undefined && opts.dir !== undefined) throw new UsageError('give --file or --dir, not both');
+    const users = exportUsers(opts.users);
+    const cfg = config();
+    const rep = await withStore(cfg, async (store) => {
+      try {
+        return await exportRealm(store.db, secretBoxFor(cfg), opts.realm, { users, secrets: 'open' });
+      } catch (error) {
+        if (error instanceof RealmNotFoundError) throw new UsageError(error.message);
+        throw error;
+      }
+    });
+    const file = opts.dir !== undefined ? path.join(opts.dir, `${opts.realm}-realm.json`) : opts.file;
+    if (file === undefined) {
+      await writeRealmJson(process.stdout, rep);
+      return;
+    }
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    // Written next to the target and renamed: a failed export never leaves half a file behind.
+    const partial = `${file}.partial`;
+    const out = fs.createWriteStream(partial, { mode: 0o600 });
+    try {
+      await writeRealmJson(out, rep);
+      await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+      fs.renameSync(partial, file);
+    } catch (error) {
+      out.destroy();
+      fs.rmSync(partial, { force: true });
+      throw new UsageError(`cannot write ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    process.stdout.write(`${JSON.stringify({ exported: opts.realm, file, users: users ? (rep.users ?? []).length : undefined })}\n`);
   });
 
 const keys = program.command('keys').description('manage realm signing keys');

@@ -20,7 +20,7 @@ const EXTRA_SETTING_TYPES: Record<string, 'string' | 'number' | 'boolean' | 'obj
   passwordPolicy: 'string', displayNameHtml: 'string', loginTheme: 'string', accountTheme: 'string', adminTheme: 'string',
   emailTheme: 'string', defaultLocale: 'string', eventsExpiration: 'number', clientOfflineSessionIdleTimeout: 'number',
   clientOfflineSessionMaxLifespan: 'number', clientSessionIdleTimeout: 'number', clientSessionMaxLifespan: 'number',
-  ssoSessionIdleTimeoutRememberMe: 'number', ssoSessionMaxLifespanRememberMe: 'number', defaultGroups: 'array',
+  ssoSessionIdleTimeoutRememberMe: 'number', ssoSessionMaxLifespanRememberMe: 'number',
   otpPolicyType: 'string', maxTemporaryLockouts: 'number', organizationsEnabled: 'boolean', adminPermissionsEnabled: 'boolean',
   verifiableCredentialsEnabled: 'boolean',
 };

@@ -1,16 +1,22 @@
 // Creates a realm from a Keycloak RealmRepresentation (a realm export, or just {"realm": "x"}),
 // filling in what Keycloak creates in every new realm. One transaction: a realm is created whole
-// or not at all.
+// or not at all. The same writer adds resources to an existing realm (bootstrap admin, the Admin
+// API's partial import).
+import type { Insertable } from 'kysely';
+import { z } from 'zod';
+
 import { hashPassword, parseStoredPassword } from '../crypto/passwords.ts';
 import { newClientSecret, newId } from '../crypto/random.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Db } from '../store/db.ts';
+import type { CredentialTable, FederatedIdentityTable, NewUser } from '../store/schema.ts';
+import { COMPONENT_SECRET_KEYS, IDENTITY_PROVIDER_SECRET_KEYS, SECRET_MASK, sealSecrets } from '../store/sealed-config.ts';
 import { keycloakRealmDefaults } from './defaults.ts';
 import { createRealmKey } from './keys.ts';
 import {
   STRUCTURAL_REALM_FIELDS, clientRep, clientScopeRep, realmRep, roleRep,
-  type ClientRepresentation, type GroupRepresentation, type RealmRepresentation, type RoleRepresentation,
-  type UserRepresentation, userRep,
+  type ClientRepresentation, type CredentialRepresentation, type GroupRepresentation, type RoleRepresentation,
+  userRep,
 } from './representation.ts';
 import { parseRealmSettings } from './settings.ts';
 
@@ -18,16 +24,110 @@ export class RealmExistsError extends Error {}
 export class ImportError extends Error {}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const idOr = (id: string | undefined): string => (id && UUID.test(id) ? id.toLowerCase() : newId());
+const idOr = (id: string | undefined | null): string => (id && UUID.test(id) ? id.toLowerCase() : newId());
+
+/** Realm fields kept in their own tables although representation.ts does not list them as structural. */
+const TABLE_REALM_FIELDS = new Set(['defaultGroups']);
+
+/** Credential types whose secretData is a hash (readable); every other type's is sealed. */
+const HASHED_TYPES = new Set(['password', 'password-history']);
+
+/** Users are written in batches of this many rows (bounded statement size, few round trips). */
+const USER_BATCH = 500;
+
+// --- Representations Cloakroom stores beyond representation.ts (identity providers, components,
+// federated identities, default groups). Loose like the others: unknown fields are kept or ignored.
+
+/** IdP config: Keycloak's Map<String,String>; hand-written JSON may carry numbers or booleans. */
+const stringConfig = z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]))
+  .transform((m) => Object.fromEntries(Object.entries(m).filter(([, v]) => v !== null).map(([k, v]) => [k, String(v)])));
+/** Component config: Keycloak's MultivaluedHashMap (string arrays); a single value is accepted too. */
+const scalar = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+const multiConfig = z.record(z.string(), z.union([z.array(scalar), scalar, z.null()]))
+  .transform((m) => Object.fromEntries(Object.entries(m).filter(([, v]) => v !== null).map(([k, v]) => [k, Array.isArray(v) ? v : [v as string]])));
+
+export const identityProviderRep = z.object({
+  alias: z.string().min(1),
+  internalId: z.string().optional(),
+  providerId: z.string().min(1),
+  displayName: z.string().nullish(),
+  enabled: z.boolean().default(true),
+  trustEmail: z.boolean().default(false),
+  storeToken: z.boolean().default(false),
+  linkOnly: z.boolean().default(false),
+  hideOnLogin: z.boolean().default(false),
+  config: stringConfig.default({}),
+}).loose();
+export type IdentityProviderRepresentation = z.infer<typeof identityProviderRep>;
+
+export const identityProviderMapperRep = z.object({
+  id: z.string().optional(),
+  name: z.string().min(1),
+  identityProviderAlias: z.string().min(1),
+  identityProviderMapper: z.string().min(1),
+  config: stringConfig.default({}),
+}).loose();
+export type IdentityProviderMapperRepresentation = z.infer<typeof identityProviderMapperRep>;
+
+export type ComponentExportRepresentation = {
+  id?: string;
+  name?: string | null;
+  providerId: string;
+  subType?: string | null;
+  subComponents?: Record<string, ComponentExportRepresentation[]>;
+  config?: Record<string, string[]>;
+};
+export const componentExportRep: z.ZodType<ComponentExportRepresentation> = z.lazy(() => z.object({
+  id: z.string().optional(),
+  name: z.string().nullish(),
+  providerId: z.string().min(1),
+  subType: z.string().nullish(),
+  subComponents: z.record(z.string(), z.array(componentExportRep)).optional(),
+  config: multiConfig.optional(),
+}).loose());
+
+export const federatedIdentityRep = z.object({
+  identityProvider: z.string().min(1),
+  userId: z.string().min(1),
+  userName: z.string().nullish(),
+}).loose();
+
+export const importUserRep = userRep.extend({ federatedIdentities: z.array(federatedIdentityRep).optional() });
+export type ImportUserRepresentation = z.infer<typeof importUserRep>;
+
+const importRealmRep = realmRep.extend({
+  users: z.array(importUserRep).optional(),
+  identityProviders: z.array(identityProviderRep).optional(),
+  identityProviderMappers: z.array(identityProviderMapperRep).optional(),
+  components: z.record(z.string(), z.array(componentExportRep)).optional(),
+  defaultGroups: z.array(z.string()).optional(),
+});
+export type RealmImportRepresentation = z.infer<typeof importRealmRep>;
 
 export type ImportResult = { realmId: string; realm: string; clientSecrets: Record<string, string> };
 
-/** Parses untrusted JSON into a RealmRepresentation; throws ImportError with every problem. */
-export function parseRealmRepresentation(input: unknown): RealmRepresentation {
-  const parsed = realmRep.safeParse(input);
-  if (!parsed.success) {
-    throw new ImportError(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
+function issues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+}
+
+/**
+ * Parses untrusted JSON into a RealmRepresentation; throws ImportError with every problem. Stored
+ * credentials are checked too, so a file is known good before any database work starts.
+ */
+export function parseRealmRepresentation(input: unknown): RealmImportRepresentation {
+  const parsed = importRealmRep.safeParse(input);
+  if (!parsed.success) throw new ImportError(issues(parsed.error));
+  for (const user of parsed.data.users ?? []) {
+    for (const credential of user.credentials ?? []) credentialToStore(user.username, credential);
   }
+  return parsed.data;
+}
+
+/** A user representation (Admin API or partial import body), validated like those of a realm import. */
+export function parseUserRepresentation(input: unknown): ImportUserRepresentation {
+  const parsed = importUserRep.safeParse(input);
+  if (!parsed.success) throw new ImportError(issues(parsed.error));
+  for (const credential of parsed.data.credentials ?? []) credentialToStore(parsed.data.username, credential);
   return parsed.data;
 }
 
@@ -37,7 +137,7 @@ export async function importRealm(db: Db, box: SecretBox, input: unknown): Promi
 }
 
 /** importRealm inside a transaction the caller holds. */
-export async function importRealmIn(trx: Db, box: SecretBox, rep: RealmRepresentation): Promise<ImportResult> {
+export async function importRealmIn(trx: Db, box: SecretBox, rep: RealmImportRepresentation): Promise<ImportResult> {
   const existing = await trx.selectFrom('realms').select('id').where('name', '=', rep.realm).executeTakeFirst();
   if (existing) throw new RealmExistsError(`Conflict detected. Realm ${rep.realm} already exists`);
   return new RealmImport(trx, box, rep).run();
@@ -45,22 +145,69 @@ export async function importRealmIn(trx: Db, box: SecretBox, rep: RealmRepresent
 
 /** Adds users (UserRepresentations) to an existing realm, inside the caller's transaction. */
 export async function addUsers(trx: Db, box: SecretBox, realmId: string, users: unknown[]): Promise<string[]> {
-  const realm = await trx.selectFrom('realms').select(['id', 'name']).where('id', '=', realmId).executeTakeFirstOrThrow();
-  const target = new RealmImport(trx, box, parseRealmRepresentation({ realm: realm.name, id: realm.id }));
-  await target.loadExisting();
-  const ids: string[] = [];
-  for (const user of users) {
-    const parsed = userRep.safeParse(user);
-    if (!parsed.success) throw new ImportError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    ids.push(await target.insertUser(parsed.data));
-  }
-  return ids;
+  const writer = await RealmImport.forExisting(trx, box, realmId);
+  return writer.insertUsers(users.map(parseUserRepresentation));
 }
 
-class RealmImport {
+// --- Credentials ---------------------------------------------------------------------------
+
+type StoredCredential =
+  | { kind: 'plain'; type: 'password'; value: string }
+  | { kind: 'stored'; type: string; secretData: string; credentialData: Record<string, unknown> };
+
+function jsonObject(input: string | Record<string, unknown>, what: string): Record<string, unknown> {
+  let value: unknown = input;
+  if (typeof input === 'string') {
+    try {
+      value = JSON.parse(input);
+    } catch {
+      throw new Error(`${what} is not valid JSON`);
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what} must be a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * What a credential of the representation stores, as Keycloak's createCredentials decides it: a
+ * non-blank `value` is always a new password; otherwise secretData/credentialData are kept as given
+ * (password hashes checked to be usable, OTP seeds checked for their value and algorithm data).
+ */
+function credentialToStore(username: string, credential: CredentialRepresentation): StoredCredential {
+  const type = credential.type;
+  if (credential.value !== undefined && credential.value.trim() !== '') return { kind: 'plain', type: 'password', value: credential.value };
+  if (credential.secretData === undefined || credential.credentialData === undefined) {
+    throw new ImportError(`user "${username}": a ${type} credential needs "value" or "secretData" and "credentialData"`);
+  }
+  try {
+    if (HASHED_TYPES.has(type)) {
+      const stored = parseStoredPassword(credential.secretData, credential.credentialData);
+      return { kind: 'stored', type, secretData: JSON.stringify(stored.secretData), credentialData: stored.credentialData };
+    }
+    const secretData = typeof credential.secretData === 'string' ? credential.secretData : JSON.stringify(credential.secretData);
+    const secret = jsonObject(credential.secretData, 'secretData');
+    const data = jsonObject(credential.credentialData, 'credentialData');
+    if (type === 'otp') {
+      if (typeof secret.value !== 'string' || secret.value === '') throw new Error('secretData.value must be a non-empty string');
+      if (data.subType !== 'totp' && data.subType !== 'hotp') throw new Error('credentialData.subType must be "totp" or "hotp"');
+      for (const key of ['digits', 'period', 'counter'] as const) {
+        if (data[key] !== undefined && !Number.isInteger(data[key])) throw new Error(`credentialData.${key} must be an integer`);
+      }
+      if (data.algorithm !== undefined && typeof data.algorithm !== 'string') throw new Error('credentialData.algorithm must be a string');
+    }
+    return { kind: 'stored', type, secretData, credentialData: data };
+  } catch (error) {
+    throw new ImportError(`user "${username}": ${type} credential: ${(error as Error).message}`);
+  }
+}
+
+// --- The writer ------------------------------------------------------------------------------
+
+/** Writes a realm's resources; holds the name -> id maps later references resolve through. */
+export class RealmImport {
   readonly db: Db;
   readonly box: SecretBox;
-  readonly rep: RealmRepresentation;
+  readonly rep: RealmImportRepresentation;
   readonly realmId: string;
   readonly defaults;
   readonly realmRoles = new Map<string, string>();
@@ -72,8 +219,12 @@ class RealmImport {
   readonly clientSecrets: Record<string, string> = {};
   /** '/parent/child' -> group id */
   readonly groupPaths = new Map<string, string>();
+  /** IdP alias -> internal id */
+  readonly identityProviders = new Map<string, string>();
+  /** Lower-cased usernames written by this writer: a second one is a mistake in the input. */
+  readonly #usernames = new Set<string>();
 
-  constructor(db: Db, box: SecretBox, rep: RealmRepresentation) {
+  constructor(db: Db, box: SecretBox, rep: RealmImportRepresentation) {
     this.db = db;
     this.box = box;
     this.rep = rep;
@@ -81,11 +232,19 @@ class RealmImport {
     this.defaults = keycloakRealmDefaults(rep.realm, { master: rep.realm === 'master' });
   }
 
+  /** A writer for a realm already in the database, its maps filled from there. */
+  static async forExisting(db: Db, box: SecretBox, realmId: string): Promise<RealmImport> {
+    const realm = await db.selectFrom('realms').select(['id', 'name']).where('id', '=', realmId).executeTakeFirstOrThrow();
+    const writer = new RealmImport(db, box, parseRealmRepresentation({ realm: realm.name, id: realm.id }));
+    await writer.loadExisting();
+    return writer;
+  }
+
   async run(): Promise<ImportResult> {
     const { rep, defaults } = this;
     const settings: Record<string, unknown> = { ...defaults.settings };
     for (const [key, value] of Object.entries(rep)) {
-      if (!STRUCTURAL_REALM_FIELDS.has(key) && value !== undefined) settings[key] = value;
+      if (!STRUCTURAL_REALM_FIELDS.has(key) && !TABLE_REALM_FIELDS.has(key) && value !== undefined) settings[key] = value;
     }
     await this.db.insertInto('realms').values({
       id: this.realmId,
@@ -102,8 +261,12 @@ class RealmImport {
     for (const client of clientReps) await this.insertClient(client);
     await this.importComposites(clientReps);
     await this.importGroups(rep.groups ?? [], null);
+    await this.importDefaultGroups(rep.defaultGroups ?? []);
+    for (const idp of rep.identityProviders ?? []) await this.insertIdentityProvider(idp);
+    for (const mapper of rep.identityProviderMappers ?? []) await this.insertIdentityProviderMapper(mapper);
+    await this.importComponents(rep.components ?? {}, this.realmId);
     const users = rep.users ?? [];
-    for (const user of users) await this.insertUser(user);
+    await this.insertUsers(users);
     for (const client of clientReps) {
       if (client.serviceAccountsEnabled && !users.some((u) => u.serviceAccountClientId === client.clientId)) {
         await this.insertServiceAccount(client.clientId);
@@ -186,13 +349,14 @@ class RealmImport {
     return [...builtIn, ...given];
   }
 
-  async insertClient(client: ClientRepresentation): Promise<void> {
+  /** Inserts a client (scopes, mappers, and for built-in clients their default roles); returns its uuid. */
+  async insertClient(client: ClientRepresentation): Promise<string> {
     const id = idOr(client.id);
     this.clients.set(client.clientId, id);
     const confidential = !client.publicClient && !client.bearerOnly;
     let secret: string | null = null;
     if (confidential || client.bearerOnly) {
-      secret = client.secret && client.secret !== '**********' ? client.secret : newClientSecret();
+      secret = client.secret && client.secret !== SECRET_MASK ? client.secret : newClientSecret();
       this.clientSecrets[client.clientId] = secret;
     }
     const {
@@ -242,6 +406,7 @@ class RealmImport {
     const roles = new Map<string, string>();
     this.clientRoles.set(clientId, roles);
     for (const role of this.clientRoleReps(clientId)) roles.set(role.name, await this.insertRole(role, id));
+    return id;
   }
 
   roleId(clientId: string | null, name: string): string {
@@ -251,11 +416,15 @@ class RealmImport {
   }
 
   async importComposites(clientReps: ClientRepresentation[]): Promise<void> {
-    const all: Array<[string | null, RoleRepresentation]> = [
+    await this.insertComposites([
       ...this.realmRoleReps().map((role): [null, RoleRepresentation] => [null, role]),
       ...clientReps.flatMap((client) => this.clientRoleReps(client.clientId).map((role): [string, RoleRepresentation] => [client.clientId, role])),
-    ];
-    for (const [clientId, role] of all) {
+    ]);
+  }
+
+  /** Composite links of roles (already inserted), by the names in their `composites`. */
+  async insertComposites(roles: Array<[string | null, RoleRepresentation]>): Promise<void> {
+    for (const [clientId, role] of roles) {
       const parentId = this.roleId(clientId, role.name);
       const children = [
         ...(role.composites?.realm ?? []).map((name) => this.roleId(null, name)),
@@ -268,11 +437,23 @@ class RealmImport {
     }
   }
 
+  /** Adds realm and client roles (partial import): rows first, then their composites. Returns the new ids. */
+  async insertRoles(realm: RoleRepresentation[], client: Record<string, RoleRepresentation[]>): Promise<void> {
+    for (const role of realm) this.realmRoles.set(role.name, await this.insertRole(role, null));
+    for (const [clientId, roles] of Object.entries(client)) {
+      const clientUuid = this.clients.get(clientId);
+      if (!clientUuid) throw new ImportError(`client "${clientId}" does not exist`);
+      if (!this.clientRoles.has(clientId)) this.clientRoles.set(clientId, new Map());
+      for (const role of roles) this.clientRoles.get(clientId)!.set(role.name, await this.insertRole(role, clientUuid));
+    }
+    await this.insertComposites([
+      ...realm.map((role): [null, RoleRepresentation] => [null, role]),
+      ...Object.entries(client).flatMap(([clientId, roles]) => roles.map((role): [string, RoleRepresentation] => [clientId, role])),
+    ]);
+  }
+
   async grantRoles(table: 'user_roles' | 'group_roles', ownerId: string, realmRoles: string[], clientRoles: Record<string, string[]>): Promise<void> {
-    const ids = [
-      ...realmRoles.map((name) => this.roleId(null, name)),
-      ...Object.entries(clientRoles).flatMap(([cid, names]) => names.map((n) => this.roleId(cid, n))),
-    ];
+    const ids = this.roleIds(realmRoles, clientRoles);
     for (const roleId of ids) {
       if (table === 'user_roles') {
         await this.db.insertInto('user_roles').values({ user_id: ownerId, role_id: roleId }).onConflict((oc) => oc.doNothing()).execute();
@@ -282,9 +463,18 @@ class RealmImport {
     }
   }
 
-  async importGroups(groups: GroupRepresentation[], parent: { id: string; path: string } | null): Promise<void> {
+  roleIds(realmRoles: string[], clientRoles: Record<string, string[]>): string[] {
+    return [...new Set([
+      ...realmRoles.map((name) => this.roleId(null, name)),
+      ...Object.entries(clientRoles).flatMap(([cid, names]) => names.map((n) => this.roleId(cid, n))),
+    ])];
+  }
+
+  async importGroups(groups: GroupRepresentation[], parent: { id: string; path: string } | null): Promise<string[]> {
+    const ids: string[] = [];
     for (const group of groups) {
       const id = idOr(group.id);
+      ids.push(id);
       const path = `${parent?.path ?? ''}/${group.name}`;
       this.groupPaths.set(path, id);
       await this.db.insertInto('groups').values({
@@ -294,10 +484,73 @@ class RealmImport {
       await this.grantRoles('group_roles', id, group.realmRoles ?? [], group.clientRoles ?? {});
       await this.importGroups(group.subGroups ?? [], { id, path });
     }
+    return ids;
   }
 
-  /** Fills the name -> id maps from a realm already in the database. */
+  groupId(path: string): string | undefined {
+    return this.groupPaths.get(path.startsWith('/') ? path : `/${path}`);
+  }
+
+  async importDefaultGroups(paths: string[]): Promise<void> {
+    for (const path of paths) {
+      const groupId = this.groupId(path);
+      // Keycloak refuses the import too ("default group in realm rep doesn't exist").
+      if (!groupId) throw new ImportError(`default group "${path}" does not exist`);
+      await this.db.insertInto('realm_default_groups').values({ realm_id: this.realmId, group_id: groupId })
+        .onConflict((oc) => oc.doNothing()).execute();
+    }
+  }
+
+  /** Inserts an identity provider; its secret config values are sealed. Returns the internal id. */
+  async insertIdentityProvider(idp: IdentityProviderRepresentation): Promise<string> {
+    const {
+      alias, internalId, providerId, displayName, enabled, trustEmail, storeToken, linkOnly, hideOnLogin, config: given,
+      types: _types, ...extra // `types` is computed by Keycloak from the provider, never stored
+    } = idp;
+    const id = idOr(internalId);
+    // Keycloak still reads the legacy config attribute and moves it to the field.
+    const { hideOnLoginPage, ...config } = given;
+    const { config: plain, sealed } = sealSecrets(this.box, config, IDENTITY_PROVIDER_SECRET_KEYS);
+    await this.db.insertInto('identity_providers').values({
+      internal_id: id, realm_id: this.realmId, alias, provider_id: providerId, display_name: displayName ?? null,
+      enabled, trust_email: trustEmail, store_token: storeToken, link_only: linkOnly,
+      hide_on_login: hideOnLoginPage !== undefined ? hideOnLoginPage === 'true' : hideOnLogin,
+      config: JSON.stringify(plain), secrets_sealed: sealed, extra: JSON.stringify(extra),
+    }).execute();
+    this.identityProviders.set(alias, id);
+    return id;
+  }
+
+  async insertIdentityProviderMapper(mapper: IdentityProviderMapperRepresentation): Promise<string> {
+    const idpId = this.identityProviders.get(mapper.identityProviderAlias);
+    if (!idpId) throw new ImportError(`identity provider mapper "${mapper.name}": identity provider "${mapper.identityProviderAlias}" does not exist`);
+    const id = idOr(mapper.id);
+    await this.db.insertInto('identity_provider_mappers').values({
+      id, realm_id: this.realmId, identity_provider_id: idpId, name: mapper.name,
+      mapper_type: mapper.identityProviderMapper, config: JSON.stringify(mapper.config),
+    }).execute();
+    return id;
+  }
+
+  /** Components by provider type, with their sub-components (Keycloak's export shape). */
+  async importComponents(components: Record<string, ComponentExportRepresentation[]>, parentId: string): Promise<void> {
+    for (const [providerType, list] of Object.entries(components)) {
+      for (const component of list) {
+        const id = idOr(component.id);
+        const { config, sealed } = sealSecrets(this.box, component.config ?? {}, COMPONENT_SECRET_KEYS);
+        await this.db.insertInto('components').values({
+          id, realm_id: this.realmId, parent_id: parentId, name: component.name ?? '',
+          provider_id: component.providerId, provider_type: providerType, sub_type: component.subType ?? null,
+          config: JSON.stringify(config), secrets_sealed: sealed,
+        }).execute();
+        await this.importComponents(component.subComponents ?? {}, id);
+      }
+    }
+  }
+
+  /** Fills the name -> id maps from the database (a realm that exists, or after deletions). */
   async loadExisting(): Promise<void> {
+    for (const map of [this.realmRoles, this.clientRoles, this.clients, this.scopes, this.groupPaths, this.identityProviders]) map.clear();
     const roles = await this.db.selectFrom('roles').leftJoin('clients', 'clients.id', 'roles.client_id')
       .select(['roles.id', 'roles.name', 'clients.client_id']).where('roles.realm_id', '=', this.realmId).execute();
     for (const role of roles) {
@@ -309,6 +562,13 @@ class RealmImport {
     }
     for (const c of await this.db.selectFrom('clients').select(['id', 'client_id']).where('realm_id', '=', this.realmId).execute()) {
       this.clients.set(c.client_id, c.id);
+      if (!this.clientRoles.has(c.client_id)) this.clientRoles.set(c.client_id, new Map());
+    }
+    for (const s of await this.db.selectFrom('client_scopes').select(['id', 'name']).where('realm_id', '=', this.realmId).execute()) {
+      this.scopes.set(s.name, s.id);
+    }
+    for (const idp of await this.db.selectFrom('identity_providers').select(['internal_id', 'alias']).where('realm_id', '=', this.realmId).execute()) {
+      this.identityProviders.set(idp.alias, idp.internal_id);
     }
     const groups = await this.db.selectFrom('groups').select(['id', 'parent_id', 'name']).where('realm_id', '=', this.realmId).execute();
     const byId = new Map(groups.map((g) => [g.id, g]));
@@ -319,54 +579,100 @@ class RealmImport {
     for (const g of groups) this.groupPaths.set(pathOf(g.id), g.id);
   }
 
-  async insertUser(user: UserRepresentation): Promise<string> {
-    const id = idOr(user.id);
-    const serviceAccountClient = user.serviceAccountClientId ? this.clients.get(user.serviceAccountClientId) : undefined;
-    if (user.serviceAccountClientId && !serviceAccountClient) {
-      throw new ImportError(`user "${user.username}": serviceAccountClientId "${user.serviceAccountClientId}" is not a client of the realm`);
+  async insertUser(user: ImportUserRepresentation): Promise<string> {
+    const [id] = await this.insertUsers([user]);
+    return id!;
+  }
+
+  /** Inserts users with their credentials, role and group mappings and IdP links, in batches. */
+  async insertUsers(users: ImportUserRepresentation[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (let start = 0; start < users.length; start += USER_BATCH) {
+      ids.push(...await this.#insertUserBatch(users.slice(start, start + USER_BATCH)));
     }
-    await this.db.insertInto('users').values({
-      id, realm_id: this.realmId, username: user.username.toLowerCase(), email: user.email?.toLowerCase() ?? null,
-      email_verified: user.emailVerified, enabled: user.enabled, first_name: user.firstName ?? null,
-      last_name: user.lastName ?? null, federation_link: user.federationLink ?? null,
-      service_account_client_id: serviceAccountClient ?? null, attributes: JSON.stringify(user.attributes ?? {}),
-      required_actions: JSON.stringify(user.requiredActions ?? []), not_before: user.notBefore ?? 0,
-      ...(user.createdTimestamp ? { created_at: new Date(user.createdTimestamp) } : {}),
-    }).execute();
-    // A user without explicit role mappings gets the realm's default role, as Keycloak's user creation does.
-    const realmRoles = user.realmRoles ?? [this.defaults.defaultRole.name];
-    await this.grantRoles('user_roles', id, realmRoles, user.clientRoles ?? {});
-    for (const path of user.groups ?? []) {
-      const groupId = this.groupPaths.get(path.startsWith('/') ? path : `/${path}`);
-      if (!groupId) throw new ImportError(`user "${user.username}": group "${path}" does not exist`);
-      await this.db.insertInto('user_groups').values({ user_id: id, group_id: groupId }).onConflict((oc) => oc.doNothing()).execute();
-    }
+    return ids;
+  }
+
+  async #insertUserBatch(batch: ImportUserRepresentation[]): Promise<string[]> {
+    const ids = batch.map((user) => idOr(user.id));
+    const users: NewUser[] = [];
+    const userRoles: Array<{ user_id: string; role_id: string }> = [];
+    const userGroups: Array<{ user_id: string; group_id: string }> = [];
+    const federated: Array<Insertable<FederatedIdentityTable>> = [];
+    // Plain passwords are hashed on the libuv pool, so a batch's hashes run side by side.
+    const credentials = await Promise.all(batch.map((user, index) => this.#credentialRows(user, ids[index]!)));
+    batch.forEach((user, index) => {
+      const id = ids[index]!;
+      const username = user.username.toLowerCase();
+      if (this.#usernames.has(username)) throw new ImportError(`user "${user.username}" is listed twice`);
+      this.#usernames.add(username);
+      const serviceAccountClient = user.serviceAccountClientId ? this.clients.get(user.serviceAccountClientId) : undefined;
+      if (user.serviceAccountClientId && !serviceAccountClient) {
+        throw new ImportError(`user "${user.username}": serviceAccountClientId "${user.serviceAccountClientId}" is not a client of the realm`);
+      }
+      // A temporary password means "change it at the next login".
+      const requiredActions = [...(user.requiredActions ?? [])];
+      if ((user.credentials ?? []).some((c) => c.temporary) && credentials[index]!.some((c) => c.type === 'password') && !requiredActions.includes('UPDATE_PASSWORD')) {
+        requiredActions.push('UPDATE_PASSWORD');
+      }
+      users.push({
+        id, realm_id: this.realmId, username, email: user.email?.toLowerCase() ?? null,
+        email_verified: user.emailVerified, enabled: user.enabled, first_name: user.firstName ?? null,
+        last_name: user.lastName ?? null, federation_link: user.federationLink ?? null,
+        service_account_client_id: serviceAccountClient ?? null, attributes: JSON.stringify(user.attributes ?? {}),
+        required_actions: JSON.stringify(requiredActions), not_before: user.notBefore ?? 0,
+        ...(user.createdTimestamp ? { created_at: new Date(user.createdTimestamp) } : {}),
+      });
+      // A user without explicit role mappings gets the realm's default role, as Keycloak's user creation does.
+      for (const roleId of this.roleIds(user.realmRoles ?? [this.defaults.defaultRole.name], user.clientRoles ?? {})) {
+        userRoles.push({ user_id: id, role_id: roleId });
+      }
+      for (const path of new Set(user.groups ?? [])) {
+        const groupId = this.groupId(path);
+        if (!groupId) throw new ImportError(`user "${user.username}": group "${path}" does not exist`);
+        userGroups.push({ user_id: id, group_id: groupId });
+      }
+      for (const link of user.federatedIdentities ?? []) {
+        federated.push({
+          realm_id: this.realmId, user_id: id, identity_provider: link.identityProvider,
+          external_user_id: link.userId, external_username: link.userName ?? null,
+        });
+      }
+    });
+    if (users.length === 0) return ids;
+    await this.db.insertInto('users').values(users).execute();
+    await insertChunked(userRoles, (rows) => this.db.insertInto('user_roles').values(rows).onConflict((oc) => oc.doNothing()).execute());
+    await insertChunked(userGroups, (rows) => this.db.insertInto('user_groups').values(rows).onConflict((oc) => oc.doNothing()).execute());
+    await insertChunked(credentials.flat(), (rows) => this.db.insertInto('credentials').values(rows).execute());
+    await insertChunked(federated, (rows) => this.db.insertInto('federated_identities').values(rows).execute());
+    return ids;
+  }
+
+  async #credentialRows(user: ImportUserRepresentation, userId: string): Promise<Array<Insertable<CredentialTable>>> {
+    const rows: Array<Insertable<CredentialTable>> = [];
     for (const credential of user.credentials ?? []) {
-      if (credential.type !== 'password') continue; // OTP and other types arrive with the MFA work
-      const stored = credential.value !== undefined
-        ? await hashPassword(credential.value)
-        : credential.secretData !== undefined && credential.credentialData !== undefined
-          ? parseStoredPassword(credential.secretData, credential.credentialData)
-          : undefined;
-      if (!stored) throw new ImportError(`user "${user.username}": a password credential needs "value" or "secretData" and "credentialData"`);
-      await this.db.insertInto('credentials').values({
-        id: idOr(credential.id), realm_id: this.realmId, user_id: id, type: 'password',
-        user_label: credential.userLabel ?? null, secret_data: JSON.stringify(stored.secretData),
-        credential_data: JSON.stringify(stored.credentialData), priority: credential.priority ?? 10,
-        ...(credential.createdDate ? { created_at: new Date(credential.createdDate) } : {}),
-      }).execute();
-      if (credential.temporary) {
-        const actions = [...new Set([...(user.requiredActions ?? []), 'UPDATE_PASSWORD'])];
-        await this.db.updateTable('users').set({ required_actions: JSON.stringify(actions) }).where('id', '=', id).execute();
+      const stored = credentialToStore(user.username, credential);
+      const common = {
+        id: idOr(credential.id), realm_id: this.realmId, user_id: userId, user_label: credential.userLabel ?? null,
+        priority: credential.priority ?? 10, ...(credential.createdDate ? { created_at: new Date(credential.createdDate) } : {}),
+      };
+      if (stored.kind === 'plain') {
+        const hashed = await hashPassword(stored.value);
+        rows.push({ ...common, type: 'password', secret_data: JSON.stringify(hashed.secretData), credential_data: JSON.stringify(hashed.credentialData) });
+      } else {
+        // Password hashes stay readable (login parses them); OTP seeds and other credential secrets
+        // can be used as they are, so they are sealed like every other secret at rest.
+        const secretData = HASHED_TYPES.has(stored.type) ? stored.secretData : this.box.seal(stored.secretData);
+        rows.push({ ...common, type: stored.type, secret_data: secretData, credential_data: JSON.stringify(stored.credentialData) });
       }
     }
-    return id;
+    return rows;
   }
 
   async insertServiceAccount(clientId: string): Promise<void> {
-    await this.insertUser({
+    await this.insertUser(importUserRep.parse({
       username: `service-account-${clientId}`, emailVerified: false, enabled: true, serviceAccountClientId: clientId,
-    });
+    }));
   }
 
   async importScopeMappings(): Promise<void> {
@@ -388,4 +694,9 @@ class RealmImport {
       for (const mapping of mappings) await add(mapping, mapping.roles.map((name: string) => this.roleId(roleClientId, name)));
     }
   }
+}
+
+/** Multi-row inserts of up to 1000 rows per statement. */
+async function insertChunked<T>(rows: T[], insert: (rows: T[]) => Promise<unknown>): Promise<void> {
+  for (let start = 0; start < rows.length; start += 1000) await insert(rows.slice(start, start + 1000));
 }

@@ -399,9 +399,16 @@ describe('path tricks', () => {
   });
 
   it('answers unknown top-level paths with 404 JSON', async () => {
-    for (const p of ['/', '/nope', '/realms', '/realms/', '/admin/realms/bad', '/health/nope']) {
+    for (const p of ['/', '/nope', '/realms', '/realms/', '/admin/nope', '/health/nope']) {
       const res = await raw('GET', p);
       await errorJson(res, 404);
+    }
+  });
+
+  it('answers Admin API paths without a token with 401 JSON, as Keycloak', async () => {
+    for (const p of ['/admin/realms', '/admin/realms/bad', '/admin/realms/bad/users']) {
+      const res = await raw('GET', p);
+      await errorJson(res, 401);
     }
   });
 });

@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { parseStoredPassword, verifyPassword } from '../../src/crypto/passwords.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
+import { richRealm } from '../fixtures/rich-realm.ts';
 import { basicAuth, createTestDatabase, postForm, postgresAdminUrl } from '../support/server.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -378,6 +379,99 @@ describe.concurrent('migrate and import', () => {
     const result = await run(['import', '--file', file], backend.env);
     expect(result.code, result.stderr).toBe(0);
     expect(jsonLines(result.stdout).map((l) => l.imported)).toEqual(['one', 'two']);
+  }, 120_000);
+});
+
+describe.concurrent('export and import --dir', () => {
+  it('exports a realm to stdout, --file and --dir; import --dir of the export into another database gives it back', async ({ expect }) => {
+    const source = await anyBackend('export');
+    const file = writeJson(path.join(source.dataDir, 'rich.json'), richRealm());
+    expect((await run(['import', '--file', file], source.env)).code).toBe(0);
+
+    const toStdout = await run(['export', '--realm', 'rich', '--users'], source.env);
+    expect(toStdout.code, toStdout.stderr).toBe(0);
+    const exported = JSON.parse(toStdout.stdout) as Record<string, any>;
+    expect(exported).toMatchObject({ realm: 'rich', identityProviders: expect.any(Array), components: expect.any(Object) });
+    expect(exported.users.map((u: { username: string }) => u.username)).toContain('frank');
+    expect(toStdout.stdout).toContain('portal-secret-value');
+
+    const target = path.join(source.dataDir, 'out', 'rich.json');
+    const toFile = await run(['export', '--realm', 'rich', '--users', 'realm_file', '--file', target], source.env);
+    expect(toFile.code, toFile.stderr).toBe(0);
+    expect(jsonLines(toFile.stdout)).toEqual([{ exported: 'rich', file: target, users: 7 }]);
+    expect(JSON.parse(fs.readFileSync(target, 'utf8'))).toEqual(exported);
+    if (process.platform !== 'win32') expect(fs.statSync(target).mode & 0o077).toBe(0);
+
+    // --dir without --users: Keycloak's file name, everything but the users.
+    const dir = path.join(source.dataDir, 'export-dir');
+    const toDir = await run(['export', '--realm', 'rich', '--dir', dir], source.env);
+    expect(toDir.code, toDir.stderr).toBe(0);
+    expect(fs.readdirSync(dir)).toEqual(['rich-realm.json']);
+    const { users: _users, ...withoutUsers } = exported;
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'rich-realm.json'), 'utf8'))).toEqual(withoutUsers);
+
+    const copy = await anyBackend('export-copy');
+    const imported = await run(['import', '--dir', dir], copy.env);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(jsonLines(imported.stdout)).toEqual([{ imported: 'rich', file: path.join(dir, 'rich-realm.json'), generatedClientSecrets: {} }]);
+    const again = await run(['export', '--realm', 'rich'], copy.env);
+    expect(JSON.parse(again.stdout)).toEqual(withoutUsers);
+  }, 120_000);
+
+  it('import --dir takes every *.json file and joins Keycloak users files to their realm', async ({ expect }) => {
+    const backend = await anyBackend('importdir');
+    const dir = path.join(backend.dataDir, 'realms');
+    writeJson(path.join(dir, 'alpha-realm.json'), { realm: 'alpha', users: [{ username: 'first' }] });
+    writeJson(path.join(dir, 'alpha-users-0.json'), { realm: 'alpha', users: [{ username: 'second', credentials: [{ type: 'password', value: 'Second-Pass-1' }] }] });
+    writeJson(path.join(dir, 'beta.json'), serviceRealm('beta', 'beta-secret'));
+    fs.writeFileSync(path.join(dir, 'README.txt'), 'not a realm');
+    const result = await run(['import', '--dir', dir], backend.env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonLines(result.stdout).map((l) => l.imported)).toEqual(['alpha', 'beta']);
+    const alpha = JSON.parse((await run(['export', '--realm', 'alpha', '--users'], backend.env)).stdout) as { users: Array<{ username: string }> };
+    expect(alpha.users.map((u) => u.username)).toEqual(['first', 'second']);
+
+    const skipped = await run(['import', '--dir', dir, '--override', 'skip'], backend.env);
+    expect(jsonLines(skipped.stdout)).toEqual([{ skipped: 'alpha', reason: 'realm exists' }, { skipped: 'beta', reason: 'realm exists' }]);
+  }, 120_000);
+
+  it('validates every file before opening the database', async ({ expect }) => {
+    const backend = embedded('validate');
+    const good = writeJson(path.join(backend.dataDir, 'good.json'), serviceRealm('good', 'good-secret'));
+    const bad = writeJson(path.join(backend.dataDir, 'bad.json'), { realm: 'bad', users: [{ username: 'u', credentials: [{ type: 'password', secretData: '{}', credentialData: '{}' }] }] });
+    let result = await run(['import', '--file', good, bad], backend.env);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^cloakroom: .*bad\.json: user "u": password credential: /)]);
+    expectNoStack(result.stderr);
+    // The database was never opened, so not even created; the good realm was not imported.
+    expect(fs.existsSync(path.join(backend.dataDir, 'pglite'))).toBe(false);
+
+    const dir = path.join(backend.dataDir, 'dir');
+    writeJson(path.join(dir, 'good-realm.json'), serviceRealm('good', 'good-secret'));
+    writeJson(path.join(dir, 'orphan-users-0.json'), { realm: 'orphan', users: [] });
+    result = await run(['import', '--dir', dir], backend.env);
+    expect(result.stderr.trimEnd()).toMatch(/^cloakroom: .*orphan-users-0\.json: no realm file defines realm "orphan"$/);
+    expect(fs.existsSync(path.join(backend.dataDir, 'pglite'))).toBe(false);
+
+    result = await run(['import', '--dir', path.join(backend.dataDir, 'missing')], backend.env);
+    expect(result.stderr).toMatch(/^cloakroom: cannot read directory .*missing: ENOENT/);
+    result = await run(['import'], backend.env);
+    expect(result.stderr.trimEnd()).toBe('cloakroom: give either --file or --dir');
+    expect(fs.existsSync(path.join(backend.dataDir, 'pglite'))).toBe(false);
+  }, 120_000);
+
+  it('refuses an unknown realm, an unsupported --users strategy and --file with --dir', async ({ expect }) => {
+    const backend = await anyBackend('exportbad');
+    let result = await run(['export', '--realm', 'nope'], backend.env);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trimEnd()).toBe('cloakroom: realm "nope" does not exist');
+    result = await run(['export', '--realm', 'master', '--users', 'different_files'], backend.env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/--users different_files is not supported/);
+    result = await run(['export', '--realm', 'master', '--file', 'a.json', '--dir', 'b'], backend.env);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trimEnd()).toBe('cloakroom: give --file or --dir, not both');
+    expectNoStack(result.stderr);
   }, 120_000);
 });
 
