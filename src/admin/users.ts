@@ -13,7 +13,7 @@ import { credentialRep, type CredentialRepresentation } from '../realms/represen
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
-import { escapeLike, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
+import { escapeLike, listUsers, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
 import { defaultRoleOf, UUID } from './realms.ts';
 import {
@@ -540,11 +540,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     if (list.kind === 'id') {
       users = UUID.test(list.id) ? await db.selectFrom('users').selectAll().where('realm_id', '=', req.realm.id).where('id', '=', list.id).execute() : [];
     } else {
-      const { first, max } = req.page(100);
-      let query = db.selectFrom('users').selectAll().where(userSearchCondition(req.realm.id, list.criteria))
-        .orderBy((eb) => eb.fn('lower', ['users.username'])).offset(first);
-      if (max !== undefined) query = query.limit(max);
-      users = await query.execute();
+      users = await listUsers(db, req.realm.id, list.criteria, req.page(100));
     }
     return ok(await userRepresentations(db, users, { brief, access: accessOf(req) }));
   });

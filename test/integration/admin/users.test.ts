@@ -183,6 +183,25 @@ describe('create, read, update, delete', () => {
   });
 });
 
+describe('search over many users', () => {
+  it('pages a broad search past the narrow-search cap in username order, and a narrow one exactly', async () => {
+    await bench.admin.realms.create({ realm: 'u-many', enabled: true });
+    const id = await realmId('u-many');
+    // 2,500 users in one statement: more matches than the narrow-search path collects.
+    const { sql } = await import('kysely');
+    await sql`INSERT INTO users (id, realm_id, username, email, attributes, required_actions)
+      SELECT gen_random_uuid(), ${id}, 'bulk-' || lpad(i::text, 4, '0'), 'bulk-' || lpad(i::text, 4, '0') || '@example.com', '{}', '[]'
+      FROM generate_series(1, 2500) AS i`.execute(db);
+    const page = await bench.admin.users.find({ realm: 'u-many', search: 'bulk', first: 2200, max: 3, briefRepresentation: true });
+    expect(page.map((u) => u.username)).toEqual(['bulk-2201', 'bulk-2202', 'bulk-2203']);
+    expect(await bench.admin.users.count({ realm: 'u-many', search: 'bulk' })).toBe(2500);
+    const narrow = await bench.admin.users.find({ realm: 'u-many', search: 'bulk-001', max: 20 });
+    expect(narrow.map((u) => u.username)).toEqual(Array.from({ length: 10 }, (_, i) => `bulk-001${i}`));
+    expect(await bench.admin.users.find({ realm: 'u-many', search: 'bulk-001', first: 8, max: 5 })).toHaveLength(2);
+    expect(await bench.admin.users.find({ realm: 'u-many', search: 'bulk-001', first: 50, max: 5 })).toEqual([]);
+  });
+});
+
 describe('search', () => {
   const ids: Record<string, string> = {};
   beforeAll(async () => {
