@@ -15,6 +15,7 @@ import type { Db } from '../store/db.ts';
 import { roleScopeIds } from '../store/roles.ts';
 import type { Client, Realm, UserSession } from '../store/schema.ts';
 import { findUserById } from '../store/users.ts';
+import { AdminAuthError } from './auth.ts';
 import { insertMappers, listMappers, mapperRepresentation, registerProtocolMapperRoutes, replaceMappers, type MapperOwner, type OwnerRoutes } from './protocol-mappers.ts';
 import { UUID, defaultRoleOf } from './realms.ts';
 import { badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest } from './router.ts';
@@ -257,6 +258,14 @@ const escapeLike = (value: string): string => value.replace(/[\\%_]/g, '\\$&');
 
 type UserSessionRow = { id: string; user_id: string; username: string; ip_address: string | null; started_at: Date; last_refresh_at: Date; remember_me: boolean; client_last_refresh: Date };
 
+/**
+ * In master, a `<realm>-realm` client's roles are management roles in <realm> (auth.ts binds
+ * them by clientId): only a super admin names a client so, or renames one away from it.
+ */
+function requireMayNameClient(req: RealmRequest, clientId: string): void {
+  if (req.realm.name === 'master' && clientId.endsWith('-realm') && !req.auth.isSuperAdmin) throw new AdminAuthError(403, 'HTTP 403 Forbidden');
+}
+
 export function registerClientsRoutes(admin: AdminRouter): void {
   const { db, box, registry, config } = admin.services;
 
@@ -306,6 +315,7 @@ export function registerClientsRoutes(admin: AdminRouter): void {
 
   admin.realm('post', '/clients', { permission: 'create-client', secretBody: true }, async (req) => {
     const body = await req.json(clientBody.extend({ clientId: z.string().min(1).max(255) }));
+    requireMayNameClient(req, body.clientId);
     const id = await db.transaction().execute((trx) => createClient(trx, req.realm, body));
     return created(id);
   });
@@ -318,6 +328,10 @@ export function registerClientsRoutes(admin: AdminRouter): void {
   admin.realm('put', '/clients/:id', { permission: 'manage-clients', secretBody: true }, async (req) => {
     const client = await findClient(req);
     const body = await req.json(clientBody);
+    if (body.clientId && body.clientId !== client.client_id) {
+      requireMayNameClient(req, client.client_id);
+      requireMayNameClient(req, body.clientId);
+    }
     await db.transaction().execute((trx) => updateClient(trx, req.realm, client, body));
     return noContent();
   });

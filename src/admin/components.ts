@@ -434,8 +434,9 @@ export function registerComponentsRoutes(admin: AdminRouter): void {
       id: current.id, name: body.name ?? current.name, providerId: body.providerId ?? current.provider_id,
       providerType: body.providerType ?? current.provider_type, parentId, subType: body.subType ?? current.sub_type, config,
     };
-    await validateComponent(req, draft, openSecrets<string[]>(box, sealed));
-    if (parentId !== current.parent_id && (await descendants(db, req.realm.id, current.id)).includes(parentId)) {
+    const parent = await validateComponent(req, draft, openSecrets<string[]>(box, sealed));
+    // The stored id: the body's may differ in case.
+    if (parent && parent.id !== current.parent_id && (await descendants(db, req.realm.id, current.id)).includes(parent.id)) {
       throw badRequest('A component cannot be moved under one of its sub-components');
     }
     await db.updateTable('components').set({

@@ -9,6 +9,7 @@ import { STRUCTURAL_REALM_FIELDS, realmName } from '../realms/representation.ts'
 import { parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { Realm } from '../store/schema.ts';
+import { SECRET_MASK } from '../store/sealed-config.ts';
 import { MANAGEMENT_ROLES } from './auth.ts';
 import { AdminError, badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest } from './router.ts';
 
@@ -75,6 +76,21 @@ export async function defaultRoleOf(db: Db, realm: Realm): Promise<Record<string
   return role ? { id: role.id, name: role.name, description: role.description ?? undefined, composite: true, clientRole: false, containerId: realm.id } : undefined;
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Keycloak's StripSecretsUtils: the SMTP password is shown as the mask. */
+function maskedSmtp(smtp: Record<string, unknown>): Record<string, unknown> {
+  return typeof smtp.password === 'string' && smtp.password !== '' ? { ...smtp, password: SECRET_MASK } : smtp;
+}
+
+/** Keycloak's updateRealm: an SMTP password sent back as the mask keeps the stored one. */
+function unmaskedSmtp(smtp: Record<string, unknown>, current: unknown): Record<string, unknown> {
+  if (smtp.password !== SECRET_MASK) return smtp;
+  const { password: _mask, ...rest } = smtp;
+  const stored = isObject(current) ? current.password : undefined;
+  return stored === undefined ? rest : { ...rest, password: stored };
+}
+
 /** Keycloak's RealmRepresentation of a realm, without users, clients, roles and groups. */
 export async function realmRepresentation(db: Db, realm: Realm): Promise<Record<string, unknown>> {
   const settings = realm.settings as Record<string, unknown>;
@@ -84,6 +100,7 @@ export async function realmRepresentation(db: Db, realm: Realm): Promise<Record<
     ...(realm.display_name !== null ? { displayName: realm.display_name } : {}),
     notBefore: realm.not_before,
     ...settings,
+    ...(isObject(settings.smtpServer) ? { smtpServer: maskedSmtp(settings.smtpServer) } : {}),
     enabled: realm.enabled,
     defaultRole: await defaultRoleOf(db, realm),
   };
@@ -127,6 +144,14 @@ async function keysMetadata(db: Db, realm: Realm): Promise<Record<string, unknow
   return { active, keys: list };
 }
 
+/** clientId of a realm's admin client in master, whose roles are management roles in that realm (auth.ts). */
+export const masterAdminClientId = (realmName: string): string => `${realmName}-realm`;
+
+function findMasterAdminClient(db: Db, realmName: string): Promise<{ id: string } | undefined> {
+  return db.selectFrom('clients').innerJoin('realms', 'realms.id', 'clients.realm_id').select('clients.id')
+    .where('realms.name', '=', 'master').where('clients.client_id', '=', masterAdminClientId(realmName)).executeTakeFirst();
+}
+
 /**
  * A creator without the master `admin` role gets Keycloak's per-realm admin client in master
  * (`<realm>-realm`) with every management role, as Keycloak grants the creator of a realm.
@@ -136,7 +161,7 @@ async function grantCreatorAdmin(db: Db, realmName: string, creatorId: string): 
   const clientUuid = newId();
   await db.transaction().execute(async (trx) => {
     await trx.insertInto('clients').values({
-      id: clientUuid, realm_id: master.id, client_id: `${realmName}-realm`, name: `${realmName} Realm`, bearer_only: true,
+      id: clientUuid, realm_id: master.id, client_id: masterAdminClientId(realmName), name: `${realmName} Realm`, bearer_only: true,
       standard_flow_enabled: true, redirect_uris: '[]', web_origins: '[]', attributes: '{}', extra: '{}',
       secret_sealed: null,
     }).execute();
@@ -209,7 +234,13 @@ export function registerRealmsRoutes(admin: AdminRouter): void {
 
   admin.realm('delete', '', { permission: 'manage-realm' }, async (req) => {
     if (req.realm.name === 'master') throw badRequest('The master realm cannot be deleted');
-    await db.deleteFrom('realms').where('id', '=', req.realm.id).execute();
+    await db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('realms').where('id', '=', req.realm.id).execute();
+      // Keycloak's removeRealm drops the realm's admin client in master: left behind, its role
+      // holders would administer the next realm of that name (auth.ts binds them by name).
+      const adminClient = await findMasterAdminClient(trx, req.realm.name);
+      if (adminClient) await trx.deleteFrom('clients').where('id', '=', adminClient.id).execute();
+    });
     return noContent();
   });
 
@@ -264,11 +295,14 @@ export function registerRealmsRoutes(admin: AdminRouter): void {
   async function updateRealm(req: RealmRequest, body: z.infer<typeof realmUpdateRep>) {
     const realm = req.realm;
     const changes = settingsChanges(body);
-    if (body.realm !== undefined && body.realm !== realm.name) {
+    const renamed = body.realm !== undefined && body.realm !== realm.name ? body.realm : undefined;
+    if (renamed !== undefined) {
       if (realm.name === 'master') throw badRequest('The master realm cannot be renamed');
-      const taken = await db.selectFrom('realms').select('id').where('name', '=', body.realm).executeTakeFirst();
-      if (taken) throw conflict('Realm with same name exists');
+      const taken = await db.selectFrom('realms').select('id').where('name', '=', renamed).executeTakeFirst();
+      // A master admin client of the new name would hand the realm to its role holders.
+      if (taken || await findMasterAdminClient(db, renamed)) throw conflict('Realm with same name exists');
     }
+    if (isObject(changes.smtpServer)) changes.smtpServer = unmaskedSmtp(changes.smtpServer, (realm.settings as Record<string, unknown>).smtpServer);
     const settings = { ...(realm.settings as Record<string, unknown>), ...changes };
     if (body.attributes) settings.attributes = { ...(settings.attributes as Record<string, string> | undefined), ...body.attributes };
     const parsed = parseRealmSettings(settings);
@@ -278,14 +312,21 @@ export function registerRealmsRoutes(admin: AdminRouter): void {
         .where('alg', '=', parsed.defaultSignatureAlgorithm).where('status', '=', 'active').executeTakeFirst();
       if (!has) await createRealmKey(db, box, realm.id, parsed.defaultSignatureAlgorithm);
     }
-    await db.updateTable('realms').set({
-      name: body.realm ?? realm.name,
-      ...(body.displayName !== undefined ? { display_name: body.displayName } : {}),
-      ...(body.enabled !== undefined ? { enabled: body.enabled } : {}),
-      ...(body.notBefore !== undefined ? { not_before: body.notBefore } : {}),
-      settings: JSON.stringify(settings),
-      updated_at: new Date(),
-    }).where('id', '=', realm.id).execute();
+    await db.transaction().execute(async (trx) => {
+      await trx.updateTable('realms').set({
+        name: body.realm ?? realm.name,
+        ...(body.displayName !== undefined ? { display_name: body.displayName } : {}),
+        ...(body.enabled !== undefined ? { enabled: body.enabled } : {}),
+        ...(body.notBefore !== undefined ? { not_before: body.notBefore } : {}),
+        settings: JSON.stringify(settings),
+        updated_at: new Date(),
+      }).where('id', '=', realm.id).execute();
+      // The realm's admin client in master follows the name (Keycloak's renameRealm).
+      const adminClient = renamed === undefined ? undefined : await findMasterAdminClient(trx, realm.name);
+      if (adminClient && renamed !== undefined) {
+        await trx.updateTable('clients').set({ client_id: masterAdminClientId(renamed) }).where('id', '=', adminClient.id).execute();
+      }
+    });
     return noContent();
   }
 }

@@ -290,9 +290,9 @@ export function registerRolesRoutes(admin: AdminRouter): void {
   });
 
   admin.realm('delete', '/roles-by-id/:roleId', { permission: 'any-admin' }, async (req) => {
-    const defaultRole = await defaultRoleOf(db, req.realm);
-    if (defaultRole && defaultRole.id === req.params.roleId) throw badRequest(`${String(defaultRole.name)} is default role of the realm and cannot be removed.`);
     const role = await byId(req, manageRole);
+    // The stored id: the path's may differ in case.
+    if (role.id === (await defaultRoleOf(db, req.realm))?.id) throw badRequest(`${role.name} is default role of the realm and cannot be removed.`);
     await db.deleteFrom('roles').where('id', '=', role.id).execute();
     return noContent();
   });
@@ -322,6 +322,9 @@ export function registerRolesRoutes(admin: AdminRouter): void {
     if (body.name === undefined || body.name === null || body.name.trim() === '') throw badRequest('role has no name');
     const name = body.name;
     if (name !== role.name) {
+      // Management roles are found by name (auth.ts): renaming one to or from an admin role's name
+      // hands out or takes away that role, so it needs what granting it needs.
+      if (!mayGrant(req.auth, req.realm, role) || !mayGrant(req.auth, req.realm, { name, owner: role.owner })) throw forbidden();
       // Keycloak allows it, but the realm finds its default role by name (realms.ts defaultRoleOf).
       if (role.id === (await defaultRoleOf(db, req.realm))?.id) throw badRequest("The realm's default role cannot be renamed");
       if (await findRoleByName(db, req.realm.id, role.client_id, name)) throw conflict(`Role with name ${name} already exists`);

@@ -254,6 +254,7 @@ export class AdminRouter {
     if (code === '23505') return send(409, { errorMessage: 'Conflict detected. See logs for details' });
     if (code === '23503') return send(400, { errorMessage: 'A referenced resource does not exist' });
     if (code === '22P02') return send(404, { error: 'HTTP 404 Not Found' }); // malformed uuid in the path
+    if (code === '22021' || code === '22P05') return send(400, { errorMessage: 'A value contains a character that cannot be stored' }); // NUL
     if (code === '22001' || code === '22003') return send(400, { errorMessage: 'A value is out of range or too long' });
     throw error;
   }
