@@ -17,6 +17,8 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
 
+import { digestSecret, generateAccessKey } from '../src/access-keys/access-keys.ts';
+import { createSecretBox } from '../src/crypto/secret-box.ts';
 import { adminScaleRequests, runAdminRequest, seedAdminScale } from './admin-scale.ts';
 import { login, loginLoad, type LoginFlowOptions } from './login-flow.ts';
 
@@ -42,6 +44,8 @@ const settings = {
 
 const TARGETS = {
   clientCredentialsRatioPercent: 90,
+  /** Access-key client credentials as a share of the bare oidc-provider client credentials. */
+  accessKeyClientCredentialsRatioPercent: 90,
   introspectionReqPerSec: 2000,
   idleRss10RealmsMb: 150,
   readyMs: 1500,
@@ -259,6 +263,8 @@ function cloakroomEnv(dbUrl: string, masterKey: string, dataDir: string): NodeJS
 const USER = { username: 'bench-user', password: 'bench-password' };
 const GRANT_CLIENT = { clientId: 'bench-app', secret: 'bench-app-secret' };
 const WEB_CLIENT = { clientId: 'bench-web', secret: 'bench-web-secret', redirectUri: 'http://127.0.0.1/cb' };
+/** An application user and its access key (issue 6); the key is stored after the import. */
+const BOT = { username: 'bench-bot', key: generateAccessKey() };
 
 function realmFiles(dir: string): string[] {
   const bench = {
@@ -273,9 +279,12 @@ function realmFiles(dir: string): string[] {
       { clientId: GRANT_CLIENT.clientId, secret: GRANT_CLIENT.secret, directAccessGrantsEnabled: true, standardFlowEnabled: false },
       { clientId: WEB_CLIENT.clientId, secret: WEB_CLIENT.secret, standardFlowEnabled: true, redirectUris: [WEB_CLIENT.redirectUri] },
     ],
+    roles: { realm: [{ name: 'bench-integration' }] },
     users: [{
       username: USER.username, email: 'bench-user@example.com', emailVerified: true, firstName: 'Bench', lastName: 'User', enabled: true,
       credentials: [{ type: 'password', value: USER.password, temporary: false }],
+    }, {
+      username: BOT.username, enabled: true, realmRoles: ['default-roles-bench', 'bench-integration'],
     }],
   };
   const extra = EXTRA_REALMS.map((realm) => ({
@@ -286,6 +295,26 @@ function realmFiles(dir: string): string[] {
   fs.writeFileSync(files[0]!, JSON.stringify(bench));
   fs.writeFileSync(files[1]!, JSON.stringify(extra));
   return files;
+}
+
+/**
+ * Realm JSON carries no access keys yet: the bench key goes straight into access_keys, its secret
+ * digested under the server's master key as the Admin API would store it.
+ */
+async function storeBenchAccessKey(dbUrl: string, masterKey: string): Promise<void> {
+  const box = createSecretBox(Buffer.from(masterKey, 'hex'));
+  const client = new pg.Client({ connectionString: dbUrl });
+  await client.connect();
+  try {
+    const result = await client.query(
+      `INSERT INTO access_keys (id, realm_id, user_id, secret_digest, label)
+       SELECT $1, r.id, u.id, $2, 'bench' FROM realms r JOIN users u ON u.realm_id = r.id WHERE r.name = 'bench' AND u.username = $3`,
+      [BOT.key.id, digestSecret(box, BOT.key.secret), BOT.username],
+    );
+    if (result.rowCount !== 1) throw new Error(`bench access key: inserted ${result.rowCount} rows`);
+  } finally {
+    await client.end();
+  }
 }
 
 async function importRealms(env: NodeJS.ProcessEnv, files: string[]): Promise<number> {
@@ -400,6 +429,26 @@ async function clientCredentialsRequest(target: Target): Promise<LoadRequest> {
   const res = await send(target, request);
   if (res.status !== 200 || typeof parseJson(res).access_token !== 'string') {
     throw new Error(`${target.name}: client_credentials answered ${res.status}: ${res.body.slice(0, 300)}`);
+  }
+  return request;
+}
+
+/** client_credentials with an access key id and secret as the client credentials. */
+async function accessKeyClientCredentialsRequest(target: Target): Promise<LoadRequest> {
+  const request: LoadRequest = {
+    path: target.tokenPath,
+    method: 'POST',
+    headers: { 'content-type': FORM, authorization: basicAuth(BOT.key.id, BOT.key.secret) },
+    body: 'grant_type=client_credentials',
+  };
+  const res = await send(target, request);
+  const token = parseJson(res).access_token;
+  if (res.status !== 200 || typeof token !== 'string') {
+    throw new Error(`${target.name}: access-key client_credentials answered ${res.status}: ${res.body.slice(0, 300)}`);
+  }
+  const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { azp?: string; realm_access?: { roles?: string[] } };
+  if (claims.azp !== BOT.key.id || !claims.realm_access?.roles?.includes('bench-integration')) {
+    throw new Error(`${target.name}: access-key token lacks the key's azp or the user's roles: ${JSON.stringify(claims)}`);
   }
   return request;
 }
@@ -725,6 +774,7 @@ const adminScaleScenario: Scenario = {
 
 const SCENARIOS: Scenario[] = [
   fixedRequestScenario('cloakroom client_credentials', 'cloakroom', clientCredentialsRequest),
+  fixedRequestScenario('access-key client_credentials', 'cloakroom', accessKeyClientCredentialsRequest),
   fixedRequestScenario('bare client_credentials', 'bare', clientCredentialsRequest),
   fixedRequestScenario('cloakroom introspection', 'cloakroom', introspectionRequest),
   fixedRequestScenario('bare introspection (opaque token)', 'bareOpaque', introspectionRequest),
@@ -744,6 +794,8 @@ function verdicts(rows: ScenarioResult[], idleRss: number | null, ready: { first
   const cc = row('cloakroom client_credentials');
   const bareCc = row('bare client_credentials');
   const ratio = cc && bareCc && bareCc.rate > 0 ? round((cc.rate / bareCc.rate) * 100) : null;
+  const accessKeyCc = row('access-key client_credentials');
+  const accessKeyRatio = accessKeyCc && bareCc && bareCc.rate > 0 ? round((accessKeyCc.rate / bareCc.rate) * 100) : null;
   const introspection = row('cloakroom introspection')?.rate ?? null;
   const mark = (pass: boolean) => (pass ? 'PASS' : 'FAIL');
   const list: Verdict[] = [];
@@ -751,6 +803,10 @@ function verdicts(rows: ScenarioResult[], idleRss: number | null, ready: { first
   const ratioPass = ratio !== null && ratio >= TARGETS.clientCredentialsRatioPercent;
   list.push({ name: 'clientCredentialsRatioPercent', value: ratio, target: `>= ${TARGETS.clientCredentialsRatioPercent} %`, pass: ratioPass,
     line: `client_credentials ratio to bare: ${ratio ?? '?'} % (target ≥ ${TARGETS.clientCredentialsRatioPercent} %) ${mark(ratioPass)}` });
+
+  const accessKeyPass = accessKeyRatio !== null && accessKeyRatio >= TARGETS.accessKeyClientCredentialsRatioPercent && accessKeyCc!.non2xx + accessKeyCc!.errors === 0;
+  list.push({ name: 'accessKeyClientCredentialsRatioPercent', value: accessKeyRatio, target: `>= ${TARGETS.accessKeyClientCredentialsRatioPercent} %, 0 failed`, pass: accessKeyPass,
+    line: `access-key client_credentials ratio to bare: ${accessKeyRatio ?? '?'} % (${accessKeyCc?.rate ?? '?'} vs ${bareCc?.rate ?? '?'} req/s, ${accessKeyCc ? accessKeyCc.non2xx + accessKeyCc.errors : '?'} failed; target ≥ ${TARGETS.accessKeyClientCredentialsRatioPercent} %) ${mark(accessKeyPass)}` });
 
   const introPass = introspection !== null && introspection >= TARGETS.introspectionReqPerSec;
   list.push({ name: 'introspectionReqPerSec', value: introspection, target: `>= ${TARGETS.introspectionReqPerSec}`, pass: introPass,
@@ -840,6 +896,7 @@ async function main(): Promise<void> {
   process.stderr.write(`bench: database ${db.name}, data dir ${dataDir}\n`);
 
   const imported = await importRealms(env, realmFiles(dataDir));
+  await storeBenchAccessKey(db.url, env.CLOAKROOM_MASTER_KEY!);
   process.stderr.write(`bench: imported ${imported} realms with the CLI\n`);
 
   const first = await startCloakroom(env);

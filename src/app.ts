@@ -8,6 +8,8 @@ import Koa, { type Context } from 'koa';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
+import { AccessKeyTokens, LEGACY_ACCESS_KEY_ROUTE } from './access-keys/token-exchange.ts';
+import { selfServiceAccessKeys } from './access-keys/self-service.ts';
 import { createAdminApi } from './admin/index.ts';
 import type { Config } from './config.ts';
 import type { SecretBox } from './crypto/secret-box.ts';
@@ -100,6 +102,7 @@ export function createApp(services: AppServices): Koa {
   const loginPages = new LoginPages({ pages: services.pages, logger, event: services.event, basePath: base });
   const loginActions = createLoginRoutes(loginPages);
   const logout = createLogoutRoute(loginPages);
+  const accessKeyTokens = new AccessKeyTokens({ db: store.db, registry, logger, metrics, event: services.event });
 
   // Request id, timing, metrics and the last-resort error handler.
   app.use(async (ctx, next) => {
@@ -194,6 +197,10 @@ export function createApp(services: AppServices): Koa {
       sendResult(ctx, await introspect(realm, issuer, ctx.get('authorization') || undefined, form));
       return;
     }
+    if (rest === '/access-keys' || /^\/access-keys\/[^/]+$/.test(rest)) {
+      ctx.state.route = rest === '/access-keys' ? '/realms/:realm/access-keys' : '/realms/:realm/access-keys/:id';
+      return selfServiceAccessKeys(ctx, realm, issuer, registry);
+    }
     if (rest.startsWith('/login-actions/')) {
       ctx.state.route = '/realms/:realm/login-actions';
       return loginActions(ctx, realm, issuer, registry.provider(realm, issuer), rest.slice('/login-actions'.length));
@@ -248,6 +255,16 @@ export function createApp(services: AppServices): Koa {
       keepOfflineAccess(query);
       ctx.querystring = query.toString();
       return dispatchToProvider(ctx, realm, issuer, origin, rest);
+    }
+    if (rest === PROTOCOL_ROUTES.token && ctx.method === 'POST') {
+      // Access keys as client credentials are answered here; every other request goes on.
+      const outcome = await accessKeyTokens.tokenEndpoint(ctx, realm, issuer);
+      if (outcome.handled) return;
+      return dispatchToProvider(ctx, realm, issuer, origin, rest, outcome.request);
+    }
+    if (rest === LEGACY_ACCESS_KEY_ROUTE) {
+      ctx.state.route = `/realms/:realm${LEGACY_ACCESS_KEY_ROUTE}`;
+      return accessKeyTokens.legacyEndpoint(ctx, realm, issuer);
     }
     const methods = PROVIDER_METHODS.get(rest);
     if (methods) {
@@ -309,10 +326,13 @@ export function createApp(services: AppServices): Koa {
     oauthError(ctx, 405, 'invalid_request', `${ctx.method} is not allowed here`);
   }
 
-  /** Hands the raw request to the realm's Provider, mounted at the realm's issuer path. */
-  async function dispatchToProvider(ctx: Context, realm: RealmContext, issuer: string, origin: string, rest: string): Promise<void> {
+  /**
+   * Hands the raw request to the realm's Provider, mounted at the realm's issuer path; `request`
+   * replaces it when its body was already read here.
+   */
+  async function dispatchToProvider(ctx: Context, realm: RealmContext, issuer: string, origin: string, rest: string, request = ctx.req): Promise<void> {
     const provider = registry.provider(realm, issuer);
-    const req = ctx.req as typeof ctx.req & { originalUrl?: string };
+    const req = request as typeof ctx.req & { originalUrl?: string };
     const query = ctx.querystring ? `?${ctx.querystring}` : '';
     const mount = `${base}/realms/${encodeURIComponent(realm.name)}`;
     req.originalUrl = `${mount}${rest}${query}`;

@@ -1,4 +1,5 @@
 // The Admin REST API: every resource module's routes on one router.
+import { registerAccessKeysRoutes } from './access-keys.ts';
 import { registerAttackDetectionRoutes } from './attack-detection.ts';
 import { registerClientScopesRoutes } from './client-scopes.ts';
 import { registerClientsRoutes } from './clients.ts';
@@ -19,6 +20,7 @@ export function createAdminApi(services: AdminServices): AdminRouter {
   registerRealmsRoutes(admin);
   registerServerInfoRoutes(admin);
   registerUsersRoutes(admin);
+  registerAccessKeysRoutes(admin);
   registerGroupsRoutes(admin);
   registerRolesRoutes(admin);
   registerRoleMappingsRoutes(admin);

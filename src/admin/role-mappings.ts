@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { Db } from '../store/db.ts';
 import { effectiveGroupRoleIds } from '../store/groups.ts';
 import { effectiveUserRoles } from '../store/roles.ts';
+import { tokenSubjectCached } from '../store/users.ts';
 import { AdminAuthError } from './auth.ts';
 import { UUID } from './realms.ts';
 import { mayGrant, resolveRoleRefs, roleQuery, roleRefs, roleRepresentation, type RoleRow } from './roles.ts';
@@ -89,11 +90,11 @@ export function registerRoleMappingsRoutes(admin: AdminRouter): void {
       }
       const user = await db.selectFrom('users').select(['id', 'service_account_client_id']).where('realm_id', '=', req.realm.id).where('id', '=', id).executeTakeFirst();
       if (!user) throw notFound(notFoundMessage);
-      return { kind, id: user.id, cached: user.service_account_client_id !== null };
+      return { kind, id: user.id, cached: await tokenSubjectCached(db, user) };
     };
 
-    // The realm context caches service-account subjects (and group members may be service
-    // accounts), so those changes drop it; an ordinary user's mappings are read per token.
+    // The realm context caches the subjects of service accounts and access-key users (and group
+    // members may be either), so those changes drop it; other users' mappings are read per token.
     const writeOptions = { permission: 'manage-users', changesRealm: kind === 'group' } as const;
     const changed = async (req: RealmRequest, mapper: Mapper): Promise<void> => {
       if (mapper.kind === 'user' && mapper.cached) await req.services.registry.realmChanged(req.realm.id);

@@ -41,7 +41,7 @@ export const badRequest = (message: string): AdminError => new AdminError(400, m
 
 export type Reply =
   | { status: 200; body: unknown }
-  | { status: 201; location: string }
+  | { status: 201; location: string; body?: unknown }
   | { status: 204 };
 export const ok = (body: unknown): Reply => ({ status: 200, body });
 export const noContent = (): Reply => ({ status: 204 });
@@ -50,6 +50,8 @@ export const noContent = (): Reply => ({ status: 204 });
  * segment as the new resource's id); `path`, when given, is relative to the realm's admin URL.
  */
 export const created = (id: string, path?: string): Reply => ({ status: 201, location: path ?? `./${encodeURIComponent(id)}` });
+/** 201 with `Location` (as created) and a JSON body: for resources shown once (access key secrets). */
+export const createdWithBody = (id: string, body: unknown): Reply => ({ status: 201, location: `./${encodeURIComponent(id)}`, body });
 
 type Query = Record<string, string | undefined>;
 
@@ -230,7 +232,8 @@ export class AdminRouter {
     }
     ctx.status = reply.status;
     if (reply.status === 200) ctx.body = reply.body === undefined ? null : reply.body;
-    if (reply.status === 201) ctx.body = ''; // Keycloak sends no body with 201 (Koa would send "Created")
+    // Keycloak sends no body with 201 (Koa would send "Created").
+    if (reply.status === 201) ctx.body = reply.body === undefined ? '' : reply.body;
     if (after) {
       try {
         await after(reply);

@@ -13,7 +13,7 @@ import { credentialRep, type CredentialRepresentation } from '../realms/represen
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
-import { escapeLike, listUsers, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
+import { escapeLike, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
 import { defaultRoleOf, UUID } from './realms.ts';
 import {
@@ -65,6 +65,8 @@ export async function userRepresentations(db: Db, users: User[], options: UserRe
     createdTimestamp: new Date(user.created_at).getTime(),
     enabled: user.enabled,
     ...(user.federation_link !== null ? { federationLink: user.federation_link } : {}),
+    // Beyond Keycloak: shown only for application users, so other users' representations stay Keycloak's.
+    ...(user.application ? { application: true } : {}),
   });
   if (options.brief || users.length === 0) return users.map((user) => ({ ...briefOf(user), ...access }));
 
@@ -187,6 +189,8 @@ const userFields = {
   requiredActions: z.array(text).nullish(),
   credentials: z.array(credentialRep).nullish().refine(noNulInside, 'must not contain NUL characters'),
   federationLink: text.nullish(),
+  /** Beyond Keycloak: an application user (bot, IVA, integration) signs in only with access keys. */
+  application: z.boolean().nullish(),
 };
 const newUserRep = z.object({
   ...userFields,
@@ -213,6 +217,12 @@ function checkProfileLengths(values: { username?: string; email?: string | null;
 
 /** "" clears a name or e-mail (Keycloak drops blank profile values). */
 const blankToNull = (value: string): string | null => (value.trim() === '' ? null : value);
+
+const APPLICATION_PASSWORD = 'Application users cannot have a password; they sign in with access keys';
+const APPLICATION_IDP_LINK = 'Application users cannot be linked to an identity provider';
+
+/** A credential that sets a password (a plain value, or a stored password hash). */
+const setsPassword = (c: CredentialRepresentation): boolean => (c.value !== undefined && c.value !== '') || c.type === 'password';
 
 // ---------------------------------------------------------------------------------------------
 // Credentials
@@ -376,7 +386,8 @@ const isUniqueViolation = (error: unknown): boolean => (error as { code?: unknow
 // ---------------------------------------------------------------------------------------------
 // Search
 
-type ListQuery = { kind: 'none' } | { kind: 'id'; id: string } | { kind: 'search'; criteria: UserSearch };
+/** `application` (beyond Keycloak) narrows any search to application users or to the others. */
+type ListQuery = { kind: 'none' } | { kind: 'id'; id: string } | { kind: 'search'; criteria: UserSearch; application: boolean | undefined };
 
 /** Keycloak's SearchQueryUtils.getFields: `name:value "quoted name":"quoted value" ...`. */
 function parseSearchQuery(q: string): Map<string, string> {
@@ -398,9 +409,10 @@ function listQuery(req: RealmRequest): ListQuery {
   const q = req.query;
   if (Object.values(q).some((v) => v !== undefined && hasNul(v))) return { kind: 'none' };
   const enabled = req.bool('enabled');
+  const application = req.bool('application');
   if (q.search !== undefined) {
     if (q.search.startsWith('id:')) return { kind: 'id', id: q.search.slice(3).trim() };
-    return { kind: 'search', criteria: { search: q.search, enabled, includeServiceAccounts: false } };
+    return { kind: 'search', criteria: { search: q.search, enabled, includeServiceAccounts: false }, application };
   }
   const fields: Partial<Record<UserSearchField, string>> = {};
   const attributes: Record<string, string> = Object.create(null);
@@ -416,7 +428,7 @@ function listQuery(req: RealmRequest): ListQuery {
   };
   criteria.includeServiceAccounts = Object.keys(fields).length > 0 || Object.keys(attributes).length > 0
     || [criteria.exact, enabled, criteria.emailVerified, criteria.idpAlias, criteria.idpUserId].some((v) => v !== undefined);
-  return { kind: 'search', criteria };
+  return { kind: 'search', criteria, application };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,9 +539,9 @@ function emailFailure(req: RealmRequest, what: string): AdminError {
 export function registerUsersRoutes(admin: AdminRouter): void {
   const { db, registry } = admin.services;
 
-  /** Service-account users feed cached token subjects: changing one refreshes the realm's context. */
-  const refreshIfServiceAccount = async (req: RealmRequest, user: User): Promise<void> => {
-    if (user.service_account_client_id) await registry.realmChanged(req.realm.id);
+  /** Service accounts and access-key users feed cached token subjects: changing one refreshes the realm's context. */
+  const refreshIfServiceAccount = async (req: RealmRequest, user: User, cached?: boolean): Promise<void> => {
+    if (cached ?? await tokenSubjectCached(db, user)) await registry.realmChanged(req.realm.id);
   };
 
   admin.realm('get', '/users', { permission: 'query-users' }, async (req) => {
@@ -539,8 +551,16 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     let users: User[];
     if (list.kind === 'id') {
       users = UUID.test(list.id) ? await db.selectFrom('users').selectAll().where('realm_id', '=', req.realm.id).where('id', '=', list.id).execute() : [];
-    } else {
+    } else if (list.application === undefined) {
       users = await listUsers(db, req.realm.id, list.criteria, req.page(100));
+    } else {
+      // users.application has no index: a walk of the username index, filtered (listUsers'
+      // narrowing would need UserSearch in store/users.ts to know the flag).
+      const { first, max } = req.page(100);
+      let query = db.selectFrom('users').selectAll().where(userSearchCondition(req.realm.id, list.criteria))
+        .where('users.application', '=', list.application).orderBy((eb) => eb.fn('lower', ['users.username'])).offset(first);
+      if (max !== undefined) query = query.limit(max);
+      users = await query.execute();
     }
     return ok(await userRepresentations(db, users, { brief, access: accessOf(req) }));
   });
@@ -553,8 +573,9 @@ export function registerUsersRoutes(admin: AdminRouter): void {
       const row = await db.selectFrom('users').select('id').where('realm_id', '=', req.realm.id).where('id', '=', list.id).executeTakeFirst();
       return ok(row ? 1 : 0);
     }
-    const { count } = await db.selectFrom('users').select((eb) => eb.fn.countAll().as('count'))
-      .where(userSearchCondition(req.realm.id, list.criteria)).executeTakeFirstOrThrow();
+    let query = db.selectFrom('users').select((eb) => eb.fn.countAll().as('count')).where(userSearchCondition(req.realm.id, list.criteria));
+    if (list.application !== undefined) query = query.where('users.application', '=', list.application);
+    const { count } = await query.executeTakeFirstOrThrow();
     return ok(Number(count));
   });
 
@@ -575,6 +596,9 @@ export function registerUsersRoutes(admin: AdminRouter): void {
       if (!groupId) throw badRequest(`Unable to find group specified by path: ${path}`);
       groupIds.push(groupId);
     }
+    const application = rep.application ?? false;
+    if (application && (rep.credentials ?? []).some(setsPassword)) throw badRequest(APPLICATION_PASSWORD);
+    if (application && (rep.federatedIdentities ?? []).length > 0) throw badRequest(APPLICATION_IDP_LINK);
     const credentials = await prepareCredentials(req, rep.credentials ?? []);
     const temporaryPassword = (rep.credentials ?? []).some((c) => c.type === 'password' && c.temporary === true);
     const actions = knownActions([...(rep.requiredActions ?? []), ...(temporaryPassword ? ['UPDATE_PASSWORD'] : [])]);
@@ -587,7 +611,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
           // Keycloak creates users disabled unless the representation says otherwise.
           enabled: rep.enabled ?? false,
           first_name: rep.firstName ? blankToNull(rep.firstName) : null, last_name: rep.lastName ? blankToNull(rep.lastName) : null,
-          federation_link: rep.federationLink ?? null, service_account_client_id: null,
+          federation_link: rep.federationLink ?? null, service_account_client_id: null, application,
           attributes: JSON.stringify(rep.attributes ?? {}), required_actions: JSON.stringify(actions),
           ...(rep.createdTimestamp ? { created_at: new Date(rep.createdTimestamp) } : {}),
         }).execute();
@@ -659,8 +683,15 @@ export function registerUsersRoutes(admin: AdminRouter): void {
       actions = [...actions.filter((a) => !REQUIRED_ACTIONS.has(a)), ...knownActions(rep.requiredActions)];
     }
     if ((rep.credentials ?? []).some((c) => c.type === 'password' && c.temporary === true)) actions = [...new Set([...actions, 'UPDATE_PASSWORD'])];
-    const credentials = await prepareCredentials(req, rep.credentials ?? []);
     const keep = <T>(value: T | null | undefined, current: T): T => (value === undefined || value === null ? current : value);
+    // A password kept from before the user became an application user stays stored but unusable
+    // (authenticatePassword refuses application users), so switching back restores it.
+    const application = keep(rep.application, user.application);
+    if (application && (rep.credentials ?? []).some(setsPassword)) throw badRequest(APPLICATION_PASSWORD);
+    if (application && !user.application && await db.selectFrom('federated_identities').select('user_id').where('user_id', '=', user.id).limit(1).executeTakeFirst()) {
+      throw badRequest(APPLICATION_IDP_LINK);
+    }
+    const credentials = await prepareCredentials(req, rep.credentials ?? []);
     try {
       await db.transaction().execute(async (trx) => {
         await trx.updateTable('users').set({
@@ -671,6 +702,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
           enabled: keep(rep.enabled, user.enabled),
           email_verified: keep(rep.emailVerified, user.email_verified),
           federation_link: keep(rep.federationLink, user.federation_link),
+          application,
           attributes: JSON.stringify(attributes),
           required_actions: JSON.stringify(actions),
         }).where('id', '=', user.id).execute();
@@ -684,6 +716,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
 
   admin.realm('delete', '/users/:id', { permission: 'manage-users', changesRealm: false }, async (req) => {
     const user = await findUser(req);
+    const cached = await tokenSubjectCached(db, user); // asked before the row (and its keys) go
     await endOnlineSessions(req, user.id);
     // Offline sessions, credentials, memberships, links and consents go with the row (cascades).
     const offlineGrants = await db.selectFrom('client_sessions').select('grant_id')
@@ -695,7 +728,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
       if (grants.length > 0) await trx.deleteFrom('oidc_payloads').where('realm_id', '=', req.realm.id).where('grant_id', 'in', grants).execute();
       await trx.deleteFrom('users').where('id', '=', user.id).execute();
     });
-    await refreshIfServiceAccount(req, user);
+    await refreshIfServiceAccount(req, user, cached);
     return noContent();
   });
 
@@ -704,6 +737,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
   admin.realm('put', '/users/:id/reset-password', { permission: 'manage-users', secretBody: true, changesRealm: false }, async (req) => {
     const user = await findUser(req);
     const rep = await req.json(resetPasswordRep);
+    if (user.application) throw badRequest(APPLICATION_PASSWORD);
     if (rep.value === undefined || rep.value === null) throw badRequest('No password provided');
     if (rep.value.trim() === '') throw badRequest('Empty password not allowed');
     const credentials = await prepareCredentials(req, [{ type: 'password', value: rep.value }]);
@@ -947,6 +981,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     const provider = hasNul(alias) ? undefined
       : await db.selectFrom('identity_providers').select('alias').where('realm_id', '=', req.realm.id).where('alias', '=', alias).executeTakeFirst();
     if (!provider) throw notFound('Identity Provider not found');
+    if (user.application) throw badRequest(APPLICATION_IDP_LINK);
     if (!rep.userId) throw badRequest("Invalid value for field 'userId': required");
     const linked = await db.selectFrom('federated_identities').select('user_id')
       .where('user_id', '=', user.id).where('identity_provider', '=', alias).executeTakeFirst();

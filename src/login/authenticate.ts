@@ -18,7 +18,8 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
   const params = argon2Params(realm.settings);
   // PostgreSQL text cannot hold NUL: no user has such a name, and it must not reach a query.
   const user = login === '' || login.includes('\0') ? undefined : await findUserByLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
-  const credential = user ? await findPasswordCredential(realm.db, user.id) : undefined;
+  // Application users sign in only with access keys: a stored password is never usable (same cost as a missing one).
+  const credential = user && !user.application ? await findPasswordCredential(realm.db, user.id) : undefined;
   if (!user || !credential) {
     await burnVerify(params);
     return user ? { ok: false, error: 'invalid_user_credentials', user } : { ok: false, error: 'user_not_found' };

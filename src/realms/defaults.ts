@@ -240,6 +240,8 @@ function realmRoles(realmName: string, master: boolean): RoleRep[] {
   const roles = [
     role('offline_access', false, undefined, '${role_offline-access}'),
     role('uma_authorization', false),
+    // Beyond Keycloak: lets a user manage their own access keys (CXone's "My Access Key").
+    role('manage-own-access-keys', false, undefined, 'Manage own access keys'),
     defaultRole(realmName),
   ];
   if (master) {

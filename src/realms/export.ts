@@ -1,6 +1,7 @@
 // A realm as Keycloak's realm export JSON (kc.sh export, the Admin API's partial-export): settings,
 // roles, groups, clients, client scopes, scope mappings, identity providers, components and, when
-// asked for, users with their credentials. What import.ts reads back in gives the same document.
+// asked for, users with their credentials and access keys (as digests). What import.ts reads back
+// in gives the same document.
 // Every table is read with a handful of realm-wide queries (never one per user or client), so a
 // realm with 100,000 users exports in a few seconds.
 import type { SecretBox } from '../crypto/secret-box.ts';
@@ -306,6 +307,12 @@ class RealmExport {
         .orderBy('user_id').orderBy('priority').orderBy('created_at').orderBy('id').execute()
       : [];
     const credentialsOf = groupBy(credentialRows, (c) => c.user_id);
+    // Access keys as their digests, beside the credentials (and like them only in an open export):
+    // they verify again on a server sharing this one's master key.
+    const keyRows = all && options.secrets === 'open'
+      ? await db.selectFrom('access_keys').selectAll().where('realm_id', '=', realmId).orderBy('user_id').orderBy('created_at').orderBy('id').execute()
+      : [];
+    const keysOf = groupBy(keyRows, (k) => k.user_id);
     const links = all ? await db.selectFrom('federated_identities').selectAll().where('realm_id', '=', realmId).orderBy('identity_provider').execute() : [];
     const linksOf = groupBy(links, (l) => l.user_id);
 
@@ -321,6 +328,7 @@ class RealmExport {
       out.totp = credentials.some((c) => c.type === 'otp');
       if (u.federation_link !== null) out.federationLink = u.federation_link;
       if (u.service_account_client_id !== null) out.serviceAccountClientId = this.clientIds.get(u.service_account_client_id);
+      if (u.application) out.application = true;
       if (Object.keys(u.attributes).length > 0) out.attributes = u.attributes;
       // Credentials are secrets through and through: a masked export leaves them out.
       if (all && options.secrets === 'open') {
@@ -330,6 +338,14 @@ class RealmExport {
           createdDate: new Date(c.created_at).getTime(),
           secretData: c.secret_data.startsWith('{') ? c.secret_data : this.box.open(c.secret_data),
           credentialData: JSON.stringify(c.credential_data), priority: c.priority,
+        }));
+      }
+      const keys = keysOf.get(u.id) ?? [];
+      if (keys.length > 0) {
+        const ms = (value: Date | string | null): number | null => (value === null ? null : new Date(value).getTime());
+        out.accessKeys = keys.map((k) => ({
+          id: k.id, secretDigest: k.secret_digest, label: k.label, createdAt: ms(k.created_at), expiresAt: ms(k.expires_at),
+          enabled: k.enabled, lastUsedAt: ms(k.last_used_at),
         }));
       }
       out.disableableCredentialTypes = out.totp ? ['otp'] : [];

@@ -5,11 +5,12 @@
 import type { Insertable } from 'kysely';
 import { z } from 'zod';
 
+import { ACCESS_KEY_PATTERN } from '../access-keys/access-keys.ts';
 import { hashPassword, parseStoredPassword } from '../crypto/passwords.ts';
 import { newClientSecret, newId } from '../crypto/random.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Db } from '../store/db.ts';
-import type { CredentialTable, FederatedIdentityTable, NewUser } from '../store/schema.ts';
+import type { AccessKeyTable, CredentialTable, FederatedIdentityTable, NewUser } from '../store/schema.ts';
 import { COMPONENT_SECRET_KEYS, IDENTITY_PROVIDER_SECRET_KEYS, SECRET_MASK, sealSecrets } from '../store/sealed-config.ts';
 import { keycloakRealmDefaults } from './defaults.ts';
 import { createRealmKey } from './keys.ts';
@@ -92,7 +93,28 @@ export const federatedIdentityRep = z.object({
   userName: z.string().nullish(),
 }).loose();
 
-export const importUserRep = userRep.extend({ federatedIdentities: z.array(federatedIdentityRep).optional() });
+const epochMs = z.number().int().min(0).max(8.64e15);
+
+/**
+ * An access key as exports write it (beyond Keycloak): the HMAC-SHA256 digest of its secret under
+ * the exporting server's master key, never the secret, so it verifies only where that key is.
+ */
+export const accessKeyExportRep = z.object({
+  id: z.string().regex(ACCESS_KEY_PATTERN, 'must be 52 upper-case Base32 characters'),
+  secretDigest: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url HMAC-SHA256 digest'),
+  label: z.string().max(255).refine((s) => !s.includes('\0'), 'must not contain NUL characters').nullish(),
+  createdAt: epochMs.nullish(),
+  expiresAt: epochMs.nullish(),
+  enabled: z.boolean().default(true),
+  lastUsedAt: epochMs.nullish(),
+}).loose();
+
+export const importUserRep = userRep.extend({
+  federatedIdentities: z.array(federatedIdentityRep).optional(),
+  /** Beyond Keycloak: users that sign in only with access keys, and their keys. */
+  application: z.boolean().optional(),
+  accessKeys: z.array(accessKeyExportRep).optional(),
+});
 export type ImportUserRepresentation = z.infer<typeof importUserRep>;
 
 const importRealmRep = realmRep.extend({
@@ -223,6 +245,8 @@ export class RealmImport {
   readonly identityProviders = new Map<string, string>();
   /** Lower-cased usernames written by this writer: a second one is a mistake in the input. */
   readonly #usernames = new Set<string>();
+  /** Access key ids written by this writer (ids are unique across realms). */
+  readonly #accessKeyIds = new Set<string>();
 
   constructor(db: Db, box: SecretBox, rep: RealmImportRepresentation) {
     this.db = db;
@@ -599,6 +623,7 @@ export class RealmImport {
     const userRoles: Array<{ user_id: string; role_id: string }> = [];
     const userGroups: Array<{ user_id: string; group_id: string }> = [];
     const federated: Array<Insertable<FederatedIdentityTable>> = [];
+    const accessKeys: Array<Insertable<AccessKeyTable>> = [];
     // Plain passwords are hashed on the libuv pool, so a batch's hashes run side by side.
     const credentials = await Promise.all(batch.map((user, index) => this.#credentialRows(user, ids[index]!)));
     batch.forEach((user, index) => {
@@ -619,7 +644,8 @@ export class RealmImport {
         id, realm_id: this.realmId, username, email: user.email?.toLowerCase() ?? null,
         email_verified: user.emailVerified, enabled: user.enabled, first_name: user.firstName ?? null,
         last_name: user.lastName ?? null, federation_link: user.federationLink ?? null,
-        service_account_client_id: serviceAccountClient ?? null, attributes: JSON.stringify(user.attributes ?? {}),
+        service_account_client_id: serviceAccountClient ?? null, application: user.application ?? false,
+        attributes: JSON.stringify(user.attributes ?? {}),
         required_actions: JSON.stringify(requiredActions), not_before: user.notBefore ?? 0,
         ...(user.createdTimestamp ? { created_at: new Date(user.createdTimestamp) } : {}),
       });
@@ -632,6 +658,16 @@ export class RealmImport {
         if (!groupId) throw new ImportError(`user "${user.username}": group "${path}" does not exist`);
         userGroups.push({ user_id: id, group_id: groupId });
       }
+      for (const key of user.accessKeys ?? []) {
+        if (this.#accessKeyIds.has(key.id)) throw new ImportError(`user "${user.username}": access key ${key.id} is listed twice`);
+        this.#accessKeyIds.add(key.id);
+        accessKeys.push({
+          id: key.id, realm_id: this.realmId, user_id: id, secret_digest: key.secretDigest, label: key.label ?? null,
+          enabled: key.enabled, ...(key.createdAt !== undefined && key.createdAt !== null ? { created_at: new Date(key.createdAt) } : {}),
+          expires_at: key.expiresAt !== undefined && key.expiresAt !== null ? new Date(key.expiresAt) : null,
+          last_used_at: key.lastUsedAt !== undefined && key.lastUsedAt !== null ? new Date(key.lastUsedAt) : null,
+        });
+      }
       for (const link of user.federatedIdentities ?? []) {
         federated.push({
           realm_id: this.realmId, user_id: id, identity_provider: link.identityProvider,
@@ -640,11 +676,17 @@ export class RealmImport {
       }
     });
     if (users.length === 0) return ids;
+    if (accessKeys.length > 0) {
+      // A key id names one key on the whole server (the token endpoints look keys up by id).
+      const taken = await this.db.selectFrom('access_keys').select('id').where('id', 'in', accessKeys.map((k) => k.id)).limit(1).executeTakeFirst();
+      if (taken) throw new ImportError(`access key ${taken.id} already exists on this server`);
+    }
     await this.db.insertInto('users').values(users).execute();
     await insertChunked(userRoles, (rows) => this.db.insertInto('user_roles').values(rows).onConflict((oc) => oc.doNothing()).execute());
     await insertChunked(userGroups, (rows) => this.db.insertInto('user_groups').values(rows).onConflict((oc) => oc.doNothing()).execute());
     await insertChunked(credentials.flat(), (rows) => this.db.insertInto('credentials').values(rows).execute());
     await insertChunked(federated, (rows) => this.db.insertInto('federated_identities').values(rows).execute());
+    await insertChunked(accessKeys, (rows) => this.db.insertInto('access_keys').values(rows).execute());
     return ids;
   }
 

@@ -277,6 +277,18 @@ export type LoginFailureTable = {
   failed_login_not_before: ColumnType<number, number | undefined, number>;
 };
 
+export type AccessKeyTable = {
+  id: string;
+  realm_id: string;
+  user_id: string;
+  secret_digest: string;
+  label: string | null;
+  enabled: Generated<boolean>;
+  created_at: CreatedAt;
+  expires_at: Timestamp | null;
+  last_used_at: Timestamp | null;
+};
+
 export type Database = {
   realms: RealmTable;
   clients: ClientTable;
@@ -306,6 +318,7 @@ export type Database = {
   realm_default_groups: RealmDefaultGroupTable;
   user_consents: UserConsentTable;
   login_failures: LoginFailureTable;
+  access_keys: AccessKeyTable;
 };
 
 export type Realm = Selectable<RealmTable>;
@@ -323,3 +336,4 @@ export type ClientSession = Selectable<ClientSessionTable>;
 export type IdentityProvider = Selectable<IdentityProviderTable>;
 export type Component = Selectable<ComponentTable>;
 export type Group = Selectable<GroupTable>;
+export type AccessKey = Selectable<AccessKeyTable>;

@@ -136,3 +136,13 @@ export async function listUsers(db: Db, realmId: string, criteria: UserSearch, p
   if ((rows[0]?.match_count ?? 0) > NARROW_SEARCH_LIMIT || (rows.length === 0 && page.first > 0)) return walk();
   return rows.map(({ match_count: _count, ...user }) => user);
 }
+
+/**
+ * Whether realm contexts cache this user's token subject (roles, groups, attributes): service
+ * accounts and users holding access keys. Changes to such a user must drop the realm's context.
+ */
+export async function tokenSubjectCached(db: Db, user: { id: string; service_account_client_id: string | null }): Promise<boolean> {
+  if (user.service_account_client_id) return true;
+  const key = await db.selectFrom('access_keys').select('id').where('user_id', '=', user.id).limit(1).executeTakeFirst();
+  return key !== undefined;
+}

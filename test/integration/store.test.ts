@@ -321,7 +321,7 @@ describe('realm import', () => {
     );
 
     const realmRoles = await db.selectFrom('roles').select('name').where('realm_id', '=', realmId).where('client_id', 'is', null).orderBy('name').execute();
-    expect(realmRoles.map((r) => r.name)).toEqual(['default-roles-x', 'offline_access', 'uma_authorization']);
+    expect(realmRoles.map((r) => r.name)).toEqual(['default-roles-x', 'manage-own-access-keys', 'offline_access', 'uma_authorization']);
 
     const rm = await clientUuid(realmId, 'realm-management');
     const rmRoles = await db.selectFrom('roles').select(['id', 'name']).where('client_id', '=', rm).execute();

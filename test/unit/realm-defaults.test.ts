@@ -97,7 +97,7 @@ describe('keycloakRealmDefaults', () => {
     expect(d.defaultRole.composite).toBe(true);
     expect(d.defaultRole.composites?.realm?.slice().sort()).toEqual(['offline_access', 'uma_authorization']);
     expect(d.defaultRole.composites?.client?.account?.slice().sort()).toEqual(['manage-account', 'view-profile']);
-    expect(roleNames(d.roles.realm)).toEqual(['default-roles-acme', 'offline_access', 'uma_authorization']);
+    expect(roleNames(d.roles.realm)).toEqual(['default-roles-acme', 'manage-own-access-keys', 'offline_access', 'uma_authorization']);
     expect(d.roles.realm.find((r) => r.name === 'offline_access')?.description).toBe('${role_offline-access}');
     expect(d.roles.realm.find((r) => r.name === 'uma_authorization')?.description).toBe('${role_uma_authorization}');
   });
@@ -157,7 +157,7 @@ describe('keycloakRealmDefaults', () => {
 
   it('models master: admin and create-realm roles, no realm-management, a 60 s token', () => {
     const m = keycloakRealmDefaults('master', { master: true });
-    expect(roleNames(m.roles.realm)).toEqual(['admin', 'create-realm', 'default-roles-master', 'offline_access', 'uma_authorization']);
+    expect(roleNames(m.roles.realm)).toEqual(['admin', 'create-realm', 'default-roles-master', 'manage-own-access-keys', 'offline_access', 'uma_authorization']);
     expect(m.roles.realm.find((r) => r.name === 'admin')?.composites?.realm).toEqual(['create-realm']);
     expect(m.roles.client['realm-management']).toBeUndefined();
     expect(m.clients.map((c) => c.clientId)).not.toContain('realm-management');

@@ -1,13 +1,16 @@
 // grant_type=password (Keycloak's "direct access grants"): username and password at the token
 // endpoint, for confidential and public clients with directAccessGrantsEnabled. Creates a user
-// session like a browser login, without the SSO cookie.
+// session like a browser login, without the SSO cookie. A username shaped like an access key id
+// is one (CXone's form): the password is then the key's secret.
 import crypto from 'node:crypto';
 
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 
 import type { LoginEvent } from '../../events/events.ts';
 import { authenticatePassword } from '../../login/authenticate.ts';
-import type { RealmContext } from '../../realms/context.ts';
+import { ACCESS_KEY_PATTERN, type AccessKeyFailure } from '../../access-keys/access-keys.ts';
+import { authenticateAccessKey } from '../../access-keys/key-lookup.ts';
+import type { ClientModel, RealmContext } from '../../realms/context.ts';
 import { findLiveUserSession } from '../../store/sessions.ts';
 import { issueFirstTokens, startUserSession, TokenRequestError } from '../session-tokens.ts';
 
@@ -32,35 +35,76 @@ export function passwordGrant(realm: RealmContext, record: GrantEvents) {
     if (username === '') throw new errors.InvalidRequest('Missing parameter: username');
     const password = params.password ?? '';
 
-    const result = await authenticatePassword(realm, username, password);
-    const details = { auth_method: 'openid-connect', grant_type: 'password', username };
-    if (!result.ok) {
-      record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user?.id, error: result.error, details });
-      if (result.error === 'user_disabled') throw oauthError('invalid_grant', 'Account disabled');
-      throw oauthError('invalid_grant', 'Invalid user credentials', 401);
-    }
-    const { user } = result;
-    if (user.required_actions.length > 0) {
-      record(realm, { ...base, type: 'LOGIN_ERROR', userId: user.id, error: 'resolve_required_actions', details });
-      throw oauthError('invalid_grant', 'Account is not fully set up');
+    let user: { id: string };
+    let loginUsername = username;
+    let details: Record<string, unknown>;
+    if (ACCESS_KEY_PATTERN.test(username)) {
+      // CXone's form: an access key id and secret in place of username and password (usernames
+      // are lower case, so no username has this shape). No argon2: the key's digest is checked.
+      const result = await authenticateAccessKey(realm, username, password);
+      details = { auth_method: 'openid-connect', grant_type: 'password', username: result.key?.username ?? username, access_key_id: username };
+      if (!result.ok) {
+        record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.key?.userId, error: PASSWORD_FORM_ERRORS[result.failure], details });
+        if (result.failure === 'user_disabled') throw oauthError('invalid_grant', 'Account disabled');
+        throw oauthError('invalid_grant', 'Invalid user credentials', 401);
+      }
+      user = { id: result.key.userId };
+      loginUsername = result.key.username;
+    } else {
+      const result = await authenticatePassword(realm, username, password);
+      details = { auth_method: 'openid-connect', grant_type: 'password', username };
+      if (!result.ok) {
+        record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user?.id, error: result.error, details });
+        if (result.error === 'user_disabled') throw oauthError('invalid_grant', 'Account disabled');
+        throw oauthError('invalid_grant', 'Invalid user credentials', 401);
+      }
+      if (result.user.required_actions.length > 0) {
+        record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user.id, error: 'resolve_required_actions', details });
+        throw oauthError('invalid_grant', 'Account is not fully set up');
+      }
+      user = result.user;
     }
 
-    const sessionId = crypto.randomUUID();
-    await startUserSession(realm, {
-      id: sessionId, userId: user.id, loginUsername: username, ipAddress: ctx.ip, rememberMe: false,
-      authTime: Math.floor(Date.now() / 1000),
-    });
-    const session = await findLiveUserSession(realm.db, { realmId: realm.id, id: sessionId, offline: false });
-    if (!session) throw new Error('session vanished right after creation');
+    let started: StartedSession;
     try {
-      const issued = await issueFirstTokens({
-        realm, issuer: ctx.oidc.issuer, client, session, scope: params.scope ?? '', acr: '1', ipAddress: ctx.ip, grantId: null,
+      started = await startSessionWithTokens(realm, {
+        issuer: ctx.oidc.issuer, client, userId: user.id, loginUsername,
+        scope: params.scope ?? '', ipAddress: ctx.ip,
       });
-      ctx.body = issued.body;
     } catch (error) {
       if (error instanceof TokenRequestError) throw oauthError(error.error, error.message, error.status);
       throw error;
     }
-    record(realm, { ...base, type: 'LOGIN', userId: user.id, sessionId, details });
+    ctx.body = started.body;
+    record(realm, { ...base, type: 'LOGIN', userId: user.id, sessionId: started.sessionId, details });
   };
+}
+
+/** LOGIN_ERROR errors of key logins: Keycloak's for a password login where one matches. */
+const PASSWORD_FORM_ERRORS: Record<AccessKeyFailure, string> = {
+  unknown_key: 'user_not_found',
+  wrong_secret: 'invalid_user_credentials',
+  key_disabled: 'access_key_disabled',
+  key_expired: 'access_key_expired',
+  user_disabled: 'user_disabled',
+};
+
+export type StartedSession = { sessionId: string; body: Record<string, unknown> };
+
+/**
+ * A new user session for an authenticated user and the client's first tokens (the password grant
+ * and CXone's access-key endpoint). Throws TokenRequestError.
+ */
+export async function startSessionWithTokens(realm: RealmContext, s: { issuer: string; client: ClientModel; userId: string; loginUsername: string; scope: string; ipAddress: string }): Promise<StartedSession> {
+  const sessionId = crypto.randomUUID();
+  await startUserSession(realm, {
+    id: sessionId, userId: s.userId, loginUsername: s.loginUsername, ipAddress: s.ipAddress, rememberMe: false,
+    authTime: Math.floor(Date.now() / 1000),
+  });
+  const session = await findLiveUserSession(realm.db, { realmId: realm.id, id: sessionId, offline: false });
+  if (!session) throw new Error('session vanished right after creation');
+  const issued = await issueFirstTokens({
+    realm, issuer: s.issuer, client: s.client, session, scope: s.scope, acr: '1', ipAddress: s.ipAddress, grantId: null,
+  });
+  return { sessionId, body: issued.body };
 }

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 
-import type { RealmContext } from '../../realms/context.ts';
+import type { ClientModel, RealmContext } from '../../realms/context.ts';
 import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans } from '../../realms/settings.ts';
 import { touchUserSession, useRefreshToken } from '../../store/sessions.ts';
 import { signRefreshToken, verifyRefreshToken } from '../realm-jwt.ts';
@@ -26,64 +26,84 @@ export function refreshTokenGrant(realm: RealmContext, record: GrantEvents) {
     const params = ctx.oidc.params as Record<string, string | undefined>;
     const client = await realm.client(ctx.oidc.client!.clientId);
     if (!client) throw new errors.InvalidClient('client not found');
-    const presented = params.refresh_token;
-    if (!presented) throw new errors.InvalidRequest('Missing parameter: refresh_token');
-
-    let userId: string | undefined;
-    let sessionId: string | undefined;
-    const fail = (description: string, reason: string): never => {
-      record(realm, { type: 'REFRESH_TOKEN_ERROR', clientId: client.clientId, userId, sessionId, ipAddress: ctx.ip, error: reason, details: { reason: description } });
-      throw oauthError('invalid_grant', description);
-    };
-
-    const claims = await verifyRefreshToken(realm, ctx.oidc.issuer, presented);
-    if (!claims || typeof claims.jti !== 'string' || typeof claims.sid !== 'string' || typeof claims.sub !== 'string') return fail('Invalid refresh token', 'invalid_token');
-    if (claims.typ !== 'Refresh' && claims.typ !== 'Offline') return fail('Invalid refresh token', 'invalid_token');
-    userId = claims.sub;
-    sessionId = claims.sid;
-    if (claims.azp !== client.clientId) return fail("Invalid refresh token. Token client and authorized client don't match", 'invalid_token');
-    if ((claims.iat ?? 0) < realm.realm.not_before) return fail('Stale token', 'invalid_token');
-
-    const offline = claims.typ === 'Offline';
-    const key = { realmId: realm.id, id: claims.sid, offline, tokenIssuedAt: claims.iat ?? 0 };
-    const session = await touchUserSession(realm.db, key, (rememberMe) => offline ? offlineSessionLifespans(realm.settings) : ssoSessionLifespans(realm.settings, rememberMe));
-    if (!session || session.user_id !== claims.sub) return fail(offline ? 'Offline user session not found' : 'Session not active', 'invalid_token');
-
-    // The requested scope may only narrow what the token holds.
-    const held = String(claims.scope ?? '').split(' ').filter(Boolean);
-    let scope = held.join(' ');
-    if (params.scope) {
-      const asked = params.scope.split(' ').filter(Boolean);
-      const extra = asked.filter((s) => !held.includes(s));
-      if (extra.length > 0) throw new errors.InvalidScope('Invalid scopes: ' + params.scope, extra.join(' '));
-      scope = asked.join(' ');
-    }
-
-    const data = await loadUserTokenSubject(realm, client, session.user_id, scope);
-    if (!data) return fail('User disabled', 'user_disabled');
-
-    const req: UserTokenRequest = { realm, issuer: ctx.oidc.issuer, client, session, scope, acr: '1', ipAddress: ctx.ip };
-    const now = Math.floor(Date.now() / 1000);
-    const newJti = crypto.randomUUID();
-    const successorPayload = refreshTokenPayload(req, data, now, newJti);
-    let successor = await signRefreshToken(realm, successorPayload);
-    let successorExp = successorPayload.exp as number | undefined;
-
-    const grace = refreshReuseGraceSeconds(realm.settings);
-    const use = await useRefreshToken(realm.db, {
-      key, clientUuid: client.id, jti: claims.jti, newJti,
-      rotate: realm.settings.revokeRefreshToken, maxReuse: realm.settings.refreshTokenMaxReuse,
-      graceSeconds: grace, successorSealed: grace > 0 ? realm.box.seal(successor) : null,
+    ctx.body = await refreshUserTokens(realm, record, {
+      client, issuer: ctx.oidc.issuer, ipAddress: ctx.ip, refreshToken: params.refresh_token, scope: params.scope,
     });
-    if (!use.ok) return fail(REUSE_MESSAGES[use.reason], 'invalid_token');
-    if (use.repeatOf) {
-      // A repeat inside the grace window: the successor handed out the first time.
-      successor = realm.box.open(use.repeatOf);
-      successorExp = decodeJwt(successor).exp;
-    }
-
-    const issued = await issueUserTokens(req, data, { token: successor, exp: successorExp }, now);
-    ctx.body = issued.body;
-    record(realm, { type: 'REFRESH_TOKEN', clientId: client.clientId, userId, sessionId, ipAddress: ctx.ip, details: { refresh_token_id: claims.jti, updated_refresh_token_id: use.repeatOf ? undefined : newJti, refresh_token_type: claims.typ } });
   };
+}
+
+export type RefreshRequest = {
+  /** The authenticated client the token must belong to (its `azp`). */
+  client: ClientModel;
+  issuer: string;
+  ipAddress: string;
+  refreshToken: string | undefined;
+  scope: string | undefined;
+};
+
+/**
+ * The refresh itself, for the token endpoint and for CXone's legacy access-key endpoint: the
+ * token response body, or an OAuth error (oidc-provider's error classes) thrown.
+ */
+export async function refreshUserTokens(realm: RealmContext, record: GrantEvents, request: RefreshRequest): Promise<Record<string, unknown>> {
+  const { client, issuer, ipAddress } = request;
+  const presented = request.refreshToken;
+  if (!presented) throw new errors.InvalidRequest('Missing parameter: refresh_token');
+
+  let userId: string | undefined;
+  let sessionId: string | undefined;
+  const fail = (description: string, reason: string): never => {
+    record(realm, { type: 'REFRESH_TOKEN_ERROR', clientId: client.clientId, userId, sessionId, ipAddress, error: reason, details: { reason: description } });
+    throw oauthError('invalid_grant', description);
+  };
+
+  const claims = await verifyRefreshToken(realm, issuer, presented);
+  if (!claims || typeof claims.jti !== 'string' || typeof claims.sid !== 'string' || typeof claims.sub !== 'string') return fail('Invalid refresh token', 'invalid_token');
+  if (claims.typ !== 'Refresh' && claims.typ !== 'Offline') return fail('Invalid refresh token', 'invalid_token');
+  userId = claims.sub;
+  sessionId = claims.sid;
+  if (claims.azp !== client.clientId) return fail("Invalid refresh token. Token client and authorized client don't match", 'invalid_token');
+  if ((claims.iat ?? 0) < realm.realm.not_before) return fail('Stale token', 'invalid_token');
+
+  const offline = claims.typ === 'Offline';
+  const key = { realmId: realm.id, id: claims.sid, offline, tokenIssuedAt: claims.iat ?? 0 };
+  const session = await touchUserSession(realm.db, key, (rememberMe) => offline ? offlineSessionLifespans(realm.settings) : ssoSessionLifespans(realm.settings, rememberMe));
+  if (!session || session.user_id !== claims.sub) return fail(offline ? 'Offline user session not found' : 'Session not active', 'invalid_token');
+
+  // The requested scope may only narrow what the token holds.
+  const held = String(claims.scope ?? '').split(' ').filter(Boolean);
+  let scope = held.join(' ');
+  if (request.scope) {
+    const asked = request.scope.split(' ').filter(Boolean);
+    const extra = asked.filter((s) => !held.includes(s));
+    if (extra.length > 0) throw new errors.InvalidScope('Invalid scopes: ' + request.scope, extra.join(' '));
+    scope = asked.join(' ');
+  }
+
+  const data = await loadUserTokenSubject(realm, client, session.user_id, scope);
+  if (!data) return fail('User disabled', 'user_disabled');
+
+  const req: UserTokenRequest = { realm, issuer, client, session, scope, acr: '1', ipAddress };
+  const now = Math.floor(Date.now() / 1000);
+  const newJti = crypto.randomUUID();
+  const successorPayload = refreshTokenPayload(req, data, now, newJti);
+  let successor = await signRefreshToken(realm, successorPayload);
+  let successorExp = successorPayload.exp as number | undefined;
+
+  const grace = refreshReuseGraceSeconds(realm.settings);
+  const use = await useRefreshToken(realm.db, {
+    key, clientUuid: client.id, jti: claims.jti, newJti,
+    rotate: realm.settings.revokeRefreshToken, maxReuse: realm.settings.refreshTokenMaxReuse,
+    graceSeconds: grace, successorSealed: grace > 0 ? realm.box.seal(successor) : null,
+  });
+  if (!use.ok) return fail(REUSE_MESSAGES[use.reason], 'invalid_token');
+  if (use.repeatOf) {
+    // A repeat inside the grace window: the successor handed out the first time.
+    successor = realm.box.open(use.repeatOf);
+    successorExp = decodeJwt(successor).exp;
+  }
+
+  const issued = await issueUserTokens(req, data, { token: successor, exp: successorExp }, now);
+  record(realm, { type: 'REFRESH_TOKEN', clientId: client.clientId, userId, sessionId, ipAddress, details: { refresh_token_id: claims.jti, updated_refresh_token_id: use.repeatOf ? undefined : newJti, refresh_token_type: claims.typ } });
+  return issued.body;
 }

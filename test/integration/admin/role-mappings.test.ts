@@ -84,7 +84,7 @@ describe('user role mappings', () => {
     const full = await (await bench.api(`/${realm}/users/${id}/role-mappings/realm/composite?briefRepresentation=false`)).json() as Array<Record<string, unknown>>;
     expect(full[0]).toHaveProperty('attributes');
     // available: not directly mapped (agent is held through supervisor but still mappable)
-    expect(names(await admin.users.listAvailableRealmRoleMappings({ realm, id }))).toEqual(['agent', 'offline_access', 'reporting', 'uma_authorization']);
+    expect(names(await admin.users.listAvailableRealmRoleMappings({ realm, id }))).toEqual(['agent', 'manage-own-access-keys', 'offline_access', 'reporting', 'uma_authorization']);
     expect(names(await admin.users.listCompositeClientRoleMappings({ realm, id, clientUniqueId: crm }))).toEqual(['crm-admin', 'crm-read', 'crm-write']);
     expect(names(await admin.users.listAvailableClientRoleMappings({ realm, id, clientUniqueId: crm }))).toEqual(['crm-read', 'crm-write']);
     expect(names(await admin.users.listClientRoleMappings({ realm, id, clientUniqueId: crm }))).toEqual(['crm-admin']);

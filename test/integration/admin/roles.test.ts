@@ -120,14 +120,14 @@ describe('realm roles', () => {
     for (const name of ['sales-agent', 'sales-lead', 'support-agent']) await bench.admin.roles.create({ realm, name, attributes: { a: ['1'] } });
     await bench.admin.roles.create({ realm, name: 'billing', description: 'Handles SALES invoices' });
     const all = await bench.admin.roles.find({ realm });
-    expect(all.map((r) => r.name)).toEqual(['billing', `default-roles-${realm}`, 'offline_access', 'sales-agent', 'sales-lead', 'support-agent', 'uma_authorization']);
+    expect(all.map((r) => r.name)).toEqual(['billing', `default-roles-${realm}`, 'manage-own-access-keys', 'offline_access', 'sales-agent', 'sales-lead', 'support-agent', 'uma_authorization']);
     expect(all.every((r) => r.attributes === undefined)).toBe(true);
     const full = await bench.admin.roles.find({ realm, briefRepresentation: false, search: 'AGENT' });
     expect(full.map((r) => r.name)).toEqual(['sales-agent', 'support-agent']);
     expect(full[0]!.attributes).toEqual({ a: ['1'] });
     // Keycloak's role search matches the description too.
     expect((await bench.admin.roles.find({ realm, search: 'sales' })).map((r) => r.name)).toEqual(['billing', 'sales-agent', 'sales-lead']);
-    expect((await bench.admin.roles.find({ realm, first: 3, max: 2 })).map((r) => r.name)).toEqual(['sales-agent', 'sales-lead']);
+    expect((await bench.admin.roles.find({ realm, first: 4, max: 2 })).map((r) => r.name)).toEqual(['sales-agent', 'sales-lead']);
   });
 
   it('creates a composite role with its composites (Keycloak 26) and manages composites', async () => {
