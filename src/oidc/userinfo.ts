@@ -2,7 +2,9 @@
 // resource server, and ours are all issued for the realm resource. Keycloak's rules: a Bearer
 // access token of this realm, its user session alive, the user enabled; the claims are those of the
 // client's mappers with userinfo.token.claim.
-import type { RealmContext } from '../realms/context.ts';
+import { ACCESS_KEY_PATTERN } from '../access-keys/access-keys.ts';
+import { accessKeysOf } from '../access-keys/key-lookup.ts';
+import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { findLiveUserSession } from '../store/sessions.ts';
 import { verifyRealmToken, type ProtocolResult } from './introspection.ts';
 import { tokenClaims } from './keycloak-token.ts';
@@ -27,7 +29,7 @@ export async function userinfo(realm: RealmContext, issuer: string, token: strin
   if (!token) return { status: 401, body: { error: 'invalid_request', error_description: 'Token not provided' }, headers: { 'www-authenticate': 'Bearer realm="cloakroom"' } };
   const claims = await verifyRealmToken(realm, issuer, token);
   if (!claims || claims.typ !== 'Bearer' || typeof claims.azp !== 'string' || typeof claims.sub !== 'string') return invalidToken('Token verification failed');
-  const client = await realm.client(claims.azp);
+  const client = await realm.client(claims.azp) ?? await accessKeyClient(realm, claims.azp, claims.sub);
   if (!client) return invalidToken('Client not found');
   if (typeof claims.sid === 'string') {
     const key = { realmId: realm.id, id: claims.sid, tokenIssuedAt: claims.iat ?? 0 };
@@ -43,4 +45,16 @@ export async function userinfo(realm: RealmContext, issuer: string, token: strin
     acr: String(claims.acr ?? '1'),
   }, data.mappers, 'userinfo');
   return { status: 200, body: { sub: claims.sub, ...mapped }, headers: { 'cache-control': 'no-store' } };
+}
+
+/**
+ * Tokens of an access key exchanged as client credentials name the key as `azp`: the key must
+ * still be usable by the token's user, and the realm's default scopes stand in for the client.
+ */
+async function accessKeyClient(realm: RealmContext, keyId: string, userId: string): Promise<ClientModel | undefined> {
+  if (!ACCESS_KEY_PATTERN.test(keyId)) return undefined;
+  const keys = accessKeysOf(realm);
+  const key = await keys.key(keyId);
+  const usable = key && key.userId === userId && key.enabled && key.userEnabled && (!key.expiresAt || key.expiresAt.getTime() > Date.now());
+  return usable ? (await keys.profile()).client : undefined;
 }

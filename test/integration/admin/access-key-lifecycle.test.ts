@@ -43,11 +43,16 @@ describe('an integration set up through the Admin API', () => {
     const cc = await (await postForm(tokenUrl, { grant_type: 'client_credentials' }, { authorization: basicAuth(key.id, key.secret) })).json() as { access_token: string };
     expect(claimsOf(cc.access_token)).toMatchObject({ sub: botId, azp: key.id, preferred_username: 'ivr-bot' });
     expect((claimsOf(cc.access_token).realm_access as { roles: string[] }).roles).toContain('ivr');
+    const userinfoUrl = `${bench.server.url}/realms/cx/protocol/openid-connect/userinfo`;
+    const info = await fetch(userinfoUrl, { headers: { authorization: `Bearer ${cc.access_token}` } });
+    expect(info.status).toBe(200);
+    expect(await info.json()).toMatchObject({ sub: botId, preferred_username: 'ivr-bot' });
 
     // Disabling the key ends every way at once (no cache lag).
     expect((await bench.api(`/cx/users/${botId}/access-keys/${key.id}`, { method: 'PUT', body: JSON.stringify({ enabled: false }) })).status).toBe(204);
     const refused = await exchanges(key, appSecret!);
     expect(refused.every((status) => status >= 400)).toBe(true);
+    expect((await fetch(userinfoUrl, { headers: { authorization: `Bearer ${cc.access_token}` } })).status).toBe(401);
 
     // Re-enabled it works again; disabling the user through the Admin API ends it too.
     expect((await bench.api(`/cx/users/${botId}/access-keys/${key.id}`, { method: 'PUT', body: JSON.stringify({ enabled: true }) })).status).toBe(204);
