@@ -2,7 +2,7 @@
 // mappers, components (user storage such as LDAP, key providers...), links of users to identity
 // providers, realm default groups, user consents and brute-force state; plus the indexes that keep
 // admin lists and prefix searches fast with 100,000 users in a realm.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 
 import { executeScript } from './script.ts';
 
@@ -97,13 +97,52 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     CREATE INDEX users_email_prefix ON users (realm_id, lower(email) text_pattern_ops);
     CREATE INDEX users_first_name_prefix ON users (realm_id, lower(first_name) text_pattern_ops);
     CREATE INDEX users_last_name_prefix ON users (realm_id, lower(last_name) text_pattern_ops);
-    -- Counting a realm's users (service accounts excluded, as Keycloak counts) by index only.
-    CREATE INDEX users_realm_people ON users (realm_id) WHERE service_account_client_id IS NULL;
     CREATE INDEX realms_name_prefix ON realms (lower(name) text_pattern_ops);
     CREATE INDEX roles_realm_name ON roles (realm_id, client_id, lower(name) text_pattern_ops);
     CREATE INDEX clients_client_id_prefix ON clients (realm_id, lower(client_id) text_pattern_ops);
     CREATE INDEX groups_parent ON groups (parent_id);
     CREATE INDEX group_roles_role ON group_roles (role_id);
     CREATE INDEX credentials_realm_type ON credentials (realm_id, type);
+
+    -- The number of users of each realm, service accounts excluded (what GET /users/count answers
+    -- without filters), kept by statement-level triggers: counting 100,000 index entries per
+    -- request cost ~10 ms of database CPU.
+    CREATE TABLE realm_user_counts (
+      realm_id uuid PRIMARY KEY REFERENCES realms(id) ON DELETE CASCADE,
+      people bigint NOT NULL DEFAULT 0
+    );
+  `);
+  // Function bodies hold ';' at line ends, which executeScript would split: one statement each.
+  await sql.raw(`CREATE FUNCTION realm_user_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      INSERT INTO realm_user_counts (realm_id, people)
+        SELECT realm_id, count(*) FROM added_users WHERE service_account_client_id IS NULL GROUP BY realm_id
+        ON CONFLICT (realm_id) DO UPDATE SET people = realm_user_counts.people + EXCLUDED.people;
+      RETURN NULL;
+    END $$`).execute(db);
+  await sql.raw(`CREATE FUNCTION realm_user_counts_remove() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      UPDATE realm_user_counts c SET people = c.people - r.n
+        FROM (SELECT realm_id, count(*) AS n FROM removed_users WHERE service_account_client_id IS NULL GROUP BY realm_id) r
+        WHERE c.realm_id = r.realm_id;
+      RETURN NULL;
+    END $$`).execute(db);
+  await sql.raw(`CREATE FUNCTION realm_user_counts_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      INSERT INTO realm_user_counts (realm_id, people)
+        SELECT realm_id, sum(n) FROM (
+          SELECT realm_id, count(*) AS n FROM added_users WHERE service_account_client_id IS NULL GROUP BY realm_id
+          UNION ALL
+          SELECT realm_id, -count(*) FROM removed_users WHERE service_account_client_id IS NULL GROUP BY realm_id
+        ) d GROUP BY realm_id HAVING sum(n) <> 0
+        ON CONFLICT (realm_id) DO UPDATE SET people = realm_user_counts.people + EXCLUDED.people;
+      RETURN NULL;
+    END $$`).execute(db);
+  await executeScript(db, `
+    CREATE TRIGGER users_counted_insert AFTER INSERT ON users REFERENCING NEW TABLE AS added_users
+      FOR EACH STATEMENT EXECUTE FUNCTION realm_user_counts_add();
+    CREATE TRIGGER users_counted_delete AFTER DELETE ON users REFERENCING OLD TABLE AS removed_users
+      FOR EACH STATEMENT EXECUTE FUNCTION realm_user_counts_remove();
+    CREATE TRIGGER users_counted_update AFTER UPDATE ON users REFERENCING OLD TABLE AS removed_users NEW TABLE AS added_users
+      FOR EACH STATEMENT EXECUTE FUNCTION realm_user_counts_change();
+    INSERT INTO realm_user_counts (realm_id, people)
+      SELECT realm_id, count(*) FROM users WHERE service_account_client_id IS NULL GROUP BY realm_id;
   `);
 }

@@ -13,7 +13,7 @@ import { credentialRep, type CredentialRepresentation } from '../realms/represen
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
-import { escapeLike, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
+import { countRealmPeople, escapeLike, isEveryPerson, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
 import { defaultRoleOf, UUID } from './realms.ts';
 import {
@@ -573,6 +573,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
       const row = await db.selectFrom('users').select('id').where('realm_id', '=', req.realm.id).where('id', '=', list.id).executeTakeFirst();
       return ok(row ? 1 : 0);
     }
+    if (list.application === undefined && isEveryPerson(list.criteria)) return ok(await countRealmPeople(db, req.realm.id));
     let query = db.selectFrom('users').select((eb) => eb.fn.countAll().as('count')).where(userSearchCondition(req.realm.id, list.criteria));
     if (list.application !== undefined) query = query.where('users.application', '=', list.application);
     const { count } = await query.executeTakeFirstOrThrow();

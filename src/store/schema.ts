@@ -289,6 +289,8 @@ export type AccessKeyTable = {
   last_used_at: Timestamp | null;
 };
 
+export type RealmUserCountTable = { realm_id: string; people: number };
+
 export type Database = {
   realms: RealmTable;
   clients: ClientTable;
@@ -319,6 +321,7 @@ export type Database = {
   user_consents: UserConsentTable;
   login_failures: LoginFailureTable;
   access_keys: AccessKeyTable;
+  realm_user_counts: RealmUserCountTable;
 };
 
 export type Realm = Selectable<RealmTable>;

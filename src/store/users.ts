@@ -146,3 +146,17 @@ export async function tokenSubjectCached(db: Db, user: { id: string; service_acc
   const key = await db.selectFrom('access_keys').select('id').where('user_id', '=', user.id).limit(1).executeTakeFirst();
   return key !== undefined;
 }
+
+/** Criteria that select every user but service accounts: GET /users/count without filters. */
+export function isEveryPerson(criteria: UserSearch): boolean {
+  return !criteria.includeServiceAccounts && criteria.search === undefined
+    && Object.keys(criteria.fields ?? {}).length === 0 && Object.keys(criteria.attributes ?? {}).length === 0
+    && criteria.enabled === undefined && criteria.emailVerified === undefined
+    && criteria.idpAlias === undefined && criteria.idpUserId === undefined;
+}
+
+/** A realm's users without service accounts, from the counter the users triggers keep (migration 0003). */
+export async function countRealmPeople(db: Db, realmId: string): Promise<number> {
+  const row = await db.selectFrom('realm_user_counts').select('people').where('realm_id', '=', realmId).executeTakeFirst();
+  return Number(row?.people ?? 0);
+}
