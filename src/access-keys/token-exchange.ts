@@ -13,7 +13,7 @@ import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 
 import type { LoginEvent } from '../events/events.ts';
-import { BodyError, FORM_LIMIT, readForm, readJson } from '../http/body.ts';
+import { BodyError, FORM_LIMIT, parseForm, readBytes, readForm, readJson } from '../http/body.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { accessTokenLifespan } from '../oidc/client-policy.ts';
@@ -85,20 +85,6 @@ function basicClientId(authorization: string): string | undefined {
   }
 }
 
-/** The raw body up to `limit` bytes; undefined when it is larger. */
-async function readRawBody(req: http.IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  const declared = Number.parseInt(req.headers['content-length'] ?? '', 10);
-  if (declared > limit) return undefined;
-  const chunks: Buffer[] = [];
-  let received = 0;
-  for await (const chunk of req) {
-    received += (chunk as Buffer).length;
-    if (received > limit) return undefined;
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
 /**
  * A stand-in for a request whose body was already read: the same socket, method, URL and headers,
  * replaying the body, so oidc-provider parses it exactly as it would have.
@@ -152,22 +138,26 @@ export class AccessKeyTokens {
     }
     if (!ctx.is('application/x-www-form-urlencoded')) return { handled: false };
 
-    const raw = await readRawBody(ctx.req, FORM_LIMIT);
-    if (!raw) {
+    let raw: Buffer;
+    try {
+      raw = await readBytes(ctx.req, FORM_LIMIT);
+    } catch (error) {
+      if (!(error instanceof BodyError)) throw error;
       // oidc-provider's answer to a body over its limit.
       send(ctx, oauthError(400, 'invalid_request', 'failed to parse the request body'));
       return { handled: true };
     }
-    const form = querystring.parse(raw.toString('utf8'));
-    const clientId = form.client_id;
+    const clientId = querystring.parse(raw.toString('utf8')).client_id;
     if (typeof clientId !== 'string' || !(await this.#isKeyId(realm, clientId))) return { handled: false, request: replayRequest(ctx.req, raw) };
-    for (const [name, value] of Object.entries(form)) {
-      if (Array.isArray(value)) {
-        send(ctx, oauthError(400, 'invalid_request', `'${name}' parameter must not be provided twice`));
-        return { handled: true };
-      }
+    let form: Record<string, unknown>;
+    try {
+      form = parseForm(raw);
+    } catch (error) {
+      if (!(error instanceof BodyError)) throw error;
+      send(ctx, oauthError(error.status, 'invalid_request', error.message));
+      return { handled: true };
     }
-    await this.#clientCredentials(ctx, realm, issuer, undefined, form as Record<string, unknown>);
+    await this.#clientCredentials(ctx, realm, issuer, undefined, form);
     return { handled: true };
   }
 

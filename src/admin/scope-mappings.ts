@@ -149,19 +149,23 @@ export function registerScopeMappingRoutes(admin: AdminRouter, owners: OwnerRout
     return ok(inScope.map((r) => roleRepresentation(r, req.realm.id, brief)));
   });
 
-  admin.realm('post', `${base}/realm`, manage, async (req) => {
-    const owner = await owners.find(req);
-    const body = await req.json(roleList);
+  /** The roles of a body, by id as Keycloak looks them up (realm.getRoleById); 404 for any unknown. */
+  const realmRoleIds = async (realmId: string, body: Array<{ id?: string | undefined }>): Promise<string[]> => {
     const ids: string[] = [];
-    // Keycloak looks the roles up by id (realm.getRoleById).
     for (const role of body) {
       const found = role.id && UUID.test(role.id)
-        ? await db.selectFrom('roles').select('id').where('realm_id', '=', req.realm.id).where('id', '=', role.id).executeTakeFirst()
+        ? await db.selectFrom('roles').select('id').where('realm_id', '=', realmId).where('id', '=', role.id).executeTakeFirst()
         : undefined;
       if (!found) throw notFound('Role not found');
       ids.push(found.id);
     }
-    await addMappings(owner, ids);
+    return ids;
+  };
+
+  admin.realm('post', `${base}/realm`, manage, async (req) => {
+    const owner = await owners.find(req);
+    const body = await req.json(roleList);
+    await addMappings(owner, await realmRoleIds(req.realm.id, body));
     return noContent();
   });
 
@@ -173,15 +177,7 @@ export function registerScopeMappingRoutes(admin: AdminRouter, owners: OwnerRout
       await removeMappings(owner, realmRoles.map((r) => r.id));
       return noContent();
     }
-    const ids: string[] = [];
-    for (const role of body) {
-      const found = role.id && UUID.test(role.id)
-        ? await db.selectFrom('roles').select('id').where('realm_id', '=', req.realm.id).where('id', '=', role.id).executeTakeFirst()
-        : undefined;
-      if (!found) throw notFound('Role not found');
-      ids.push(found.id);
-    }
-    await removeMappings(owner, ids);
+    await removeMappings(owner, await realmRoleIds(req.realm.id, body));
     return noContent();
   });
 

@@ -1,4 +1,6 @@
-// Form bodies for the endpoints Cloakroom serves itself (oidc-provider parses its own).
+// Request bodies (form, JSON, text) for the endpoints Cloakroom serves itself (oidc-provider
+// parses its own).
+import type { IncomingMessage } from 'node:http';
 import querystring from 'node:querystring';
 
 import type { Context } from 'koa';
@@ -14,25 +16,34 @@ export class BodyError extends Error {
 /** oidc-provider's limit, so every protocol endpoint refuses the same sizes. */
 export const FORM_LIMIT = 56 * 1024;
 
-export async function readForm(ctx: Context, limit = FORM_LIMIT): Promise<Record<string, unknown>> {
-  if (!ctx.is('application/x-www-form-urlencoded')) {
-    throw new BodyError(400, 'only application/x-www-form-urlencoded content-type bodies are supported');
-  }
-  const declared = ctx.request.length;
-  if (declared !== undefined && declared > limit) throw new BodyError(413, 'request entity too large');
+/** The raw body, refusing more than `limit` bytes (declared or received) with 413. */
+export async function readBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number.parseInt(req.headers['content-length'] ?? '', 10);
+  if (declared > limit) throw new BodyError(413, 'request entity too large');
   const chunks: Buffer[] = [];
   let received = 0;
-  for await (const chunk of ctx.req) {
+  for await (const chunk of req) {
     received += (chunk as Buffer).length;
     if (received > limit) throw new BodyError(413, 'request entity too large');
     chunks.push(chunk as Buffer);
   }
-  const parsed = querystring.parse(Buffer.concat(chunks).toString('utf8'));
-  // A parameter given twice is ambiguous; OAuth says reject it (RFC 6749 3.1).
+  return Buffer.concat(chunks);
+}
+
+/** A form-encoded body's parameters; a parameter given twice is ambiguous and refused (RFC 6749 3.1). */
+export function parseForm(raw: Buffer): Record<string, unknown> {
+  const parsed = querystring.parse(raw.toString('utf8'));
   for (const [name, value] of Object.entries(parsed)) {
     if (Array.isArray(value)) throw new BodyError(400, `'${name}' parameter must not be provided twice`);
   }
   return parsed as Record<string, unknown>;
+}
+
+export async function readForm(ctx: Context, limit = FORM_LIMIT): Promise<Record<string, unknown>> {
+  if (!ctx.is('application/x-www-form-urlencoded')) {
+    throw new BodyError(400, 'only application/x-www-form-urlencoded content-type bodies are supported');
+  }
+  return parseForm(await readBytes(ctx.req, limit));
 }
 
 /** A JSON body (any JSON value); 400 when it is not JSON, 413 beyond `limit` bytes. */
@@ -40,16 +51,7 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
   if (!ctx.is('application/json', '+json')) {
     throw new BodyError(415, 'a JSON body (content-type application/json) is required');
   }
-  const declared = ctx.request.length;
-  if (declared !== undefined && declared > limit) throw new BodyError(413, 'request entity too large');
-  const chunks: Buffer[] = [];
-  let received = 0;
-  for await (const chunk of ctx.req) {
-    received += (chunk as Buffer).length;
-    if (received > limit) throw new BodyError(413, 'request entity too large');
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = (await readBytes(ctx.req, limit)).toString('utf8');
   try {
     return JSON.parse(text);
   } catch {
@@ -59,12 +61,5 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
 
 /** A text/plain body (Keycloak takes a few values that way, e.g. a credential's label). */
 export async function readText(ctx: Context, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let received = 0;
-  for await (const chunk of ctx.req) {
-    received += (chunk as Buffer).length;
-    if (received > limit) throw new BodyError(413, 'request entity too large');
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return (await readBytes(ctx.req, limit)).toString('utf8');
 }
