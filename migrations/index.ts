@@ -6,10 +6,12 @@ import * as core from './0001_core.ts';
 import * as sessions from './0002_sessions.ts';
 import * as admin from './0003_admin.ts';
 import * as accessKeys from './0004_access_keys.ts';
+import * as loginAuthenticators from './0005_login_authenticators.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': core,
   '0002_sessions': sessions,
   '0003_admin': admin,
   '0004_access_keys': accessKeys,
+  '0005_login_authenticators': loginAuthenticators,
 };

@@ -16,6 +16,7 @@ import type { SecretBox } from './crypto/secret-box.ts';
 import type { LoginEvent } from './events/events.ts';
 import { createLogoutRoute } from './login/logout.ts';
 import type { PageRenderer } from './login/pages.ts';
+import type { Mailer } from './mail/mailer.ts';
 import { createLoginRoutes, LoginPages } from './login/routes.ts';
 import { isSessionIframeRoute, serveSessionIframe } from './login/session-iframe.ts';
 import { revoke } from './oidc/revocation.ts';
@@ -41,12 +42,14 @@ export type AppServices = {
   /** False while starting and once shutdown began: /health/ready answers 503. */
   isReady(): boolean;
   pages: PageRenderer;
+  /** Realm e-mail (password reset, verification...). */
+  mailer: Mailer;
   /** Where the themes live (views/<theme>/login, views/<theme>/resources). */
   viewsDir: string;
   event(realm: RealmContext, event: LoginEvent): void;
 };
 
-const RESOURCE_TYPES: Record<string, string> = { '.css': 'text/css; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2' };
+const RESOURCE_TYPES: Record<string, string> = { '.css': 'text/css; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2' };
 
 const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), '/.well-known/openid-configuration']);
 
@@ -99,7 +102,7 @@ export function createApp(services: AppServices): Koa {
   const base = config.relativePath;
   const realmPattern = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/realms/([^/?#]+)(/[^?#]*)?$`);
   const app = new Koa();
-  const loginPages = new LoginPages({ pages: services.pages, logger, event: services.event, basePath: base });
+  const loginPages = new LoginPages({ pages: services.pages, logger, event: services.event, basePath: base, mailer: services.mailer });
   const loginActions = createLoginRoutes(loginPages);
   const logout = createLogoutRoute(loginPages);
   const accessKeyTokens = new AccessKeyTokens({ db: store.db, registry, logger, metrics, event: services.event });
@@ -275,7 +278,7 @@ export function createApp(services: AppServices): Koa {
     return next();
   });
 
-  const admin = createAdminApi({ config, db: store.db, box: services.box, registry, logger });
+  const admin = createAdminApi({ config, db: store.db, box: services.box, registry, logger, mailer: services.mailer });
   app.use(admin.middleware());
   app.use(admin.allowedMethods());
 
@@ -355,7 +358,7 @@ export function createApp(services: AppServices): Koa {
 
 /** {base}/resources/login/{theme}/{file}: the theme's static files, falling back to the default theme. */
 async function serveThemeResource(ctx: Context, viewsDir: string, rest: string): Promise<void> {
-  const match = /^([a-z0-9][a-z0-9_-]{0,63})\/([\w-]{1,64}\.(css|png|svg|ico|woff2))$/.exec(rest);
+  const match = /^([a-z0-9][a-z0-9_-]{0,63})\/([\w-]{1,64}\.(css|js|png|svg|ico|woff2))$/.exec(rest);
   if (!match || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) {
     sendJson(ctx, 404, { error: 'not_found', error_description: 'Resource not found' });
     return;

@@ -10,8 +10,11 @@ import type { Config } from './config.ts';
 import { createSecretBox, loadOrCreateKeyFile, type SecretBox } from './crypto/secret-box.ts';
 import { recordEvent } from './events/events.ts';
 import { createPageRenderer, pageSecurityHeaders } from './login/pages.ts';
+import { Mailer } from './mail/mailer.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { deleteExpiredActionTokens } from './login/action-tokens.ts';
+import { deleteExpiredOtpSteps } from './login/otp.ts';
 import { deleteExpiredPayloads } from './oidc/adapter.ts';
 import type { ProviderHooks } from './oidc/provider.ts';
 import { bootstrap } from './realms/bootstrap.ts';
@@ -118,6 +121,7 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
 
   const viewsDir = findViewsDir();
   const pages = createPageRenderer(viewsDir);
+  const mailer = new Mailer({ viewsDir, logger });
   const hooks: ProviderHooks = {
     onTokenIssued(realm, grantType, clientId, ipAddress) {
       metrics.tokensIssued.inc({ realm: realm.name, grant_type: grantType });
@@ -154,7 +158,7 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
 
   let ready = false;
   const app = createApp({
-    config, store, box, registry, logger, metrics, isReady: () => ready, pages, viewsDir,
+    config, store, box, registry, logger, metrics, isReady: () => ready, pages, mailer, viewsDir,
     event: (realm, event) => recordEvent(store.db, realm, logger, event),
   });
   const server = http.createServer(app.callback());
@@ -176,8 +180,11 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
       const payloads = await deleteExpiredPayloads(store.db);
       const sessions = await deleteExpiredSessions(store.db);
       const realms = await deleteRetiredKeys(store.db);
+      const loginState = await deleteExpiredActionTokens(store.db) + await deleteExpiredOtpSteps(store.db);
       for (const realmId of realms) await registry.realmChanged(realmId);
-      if (payloads > 0 || sessions > 0 || realms.length > 0) logger.info({ payloads, sessions, keyRealms: realms.length }, 'removed expired state');
+      if (payloads > 0 || sessions > 0 || realms.length > 0 || loginState > 0) {
+        logger.info({ payloads, sessions, keyRealms: realms.length, loginState }, 'removed expired state');
+      }
     }).catch((err) => logger.warn({ err }, 'cleanup job failed'));
   }, CLEANUP_INTERVAL_MS);
   cleanup.unref();

@@ -1,75 +1,43 @@
 // Admin REST API: attack detection (Keycloak's AttackDetectionResource): a user's brute-force
 // state from login_failures, and unlocking one user or every user of the realm. Recording failures
 // is the login side's job; this only reports and clears the stored state.
+import {
+  DISABLED_REASON, PERMANENT_LOCKOUT_REASON, findLoginFailure, permanentlyLocked, temporarilyLocked,
+} from '../login/brute-force.ts';
+import { authenticatorSettings, loginAuthenticatorFor } from '../login/login-authenticators.ts';
 import type { Db } from '../store/db.ts';
 import type { Realm, User } from '../store/schema.ts';
 import { UUID } from './realms.ts';
 import { noContent, ok, type AdminRouter } from './router.ts';
 
-/** Keycloak's BruteForceProtector.DISABLED_BY_PERMANENT_LOCKOUT, kept in the `disabledReason` attribute. */
-const PERMANENT_LOCKOUT_REASON = 'permanentLockout';
 /** What Keycloak reports as failedLoginNotBefore for a permanent lockout (Java's Long.MAX_VALUE). */
 const FOREVER = 2 ** 63;
 
-type BruteForceSettings = { protected: boolean; permanentLockout: boolean; maxTemporaryLockouts: number; failureFactor: number };
-
-function bruteForceSettings(realm: Realm): BruteForceSettings {
-  const s = realm.settings as Record<string, unknown>;
-  const int = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isInteger(value) ? value : fallback);
-  return {
-    protected: s.bruteForceProtected === true,
-    permanentLockout: s.permanentLockout === true,
-    maxTemporaryLockouts: int(s.maxTemporaryLockouts, 0),
-    failureFactor: int(s.failureFactor, 30),
-  };
-}
-
-type LoginFailure = {
-  num_failures: number; num_temporary_lockouts: number; last_failure: number; last_ip_failure: string | null; failed_login_not_before: number;
-};
-
-async function findLoginFailure(db: Db, realmId: string, userId: string): Promise<LoginFailure | undefined> {
-  const row = await db.selectFrom('login_failures')
-    .select(['num_failures', 'num_temporary_lockouts', 'last_failure', 'last_ip_failure', 'failed_login_not_before'])
-    .where('realm_id', '=', realmId).where('user_id', '=', userId).executeTakeFirst();
-  // int8 columns: pg parses them to numbers, PGlite may hand out bigints.
-  return row && {
-    num_failures: Number(row.num_failures), num_temporary_lockouts: Number(row.num_temporary_lockouts),
-    last_failure: Number(row.last_failure), last_ip_failure: row.last_ip_failure,
-    failed_login_not_before: Number(row.failed_login_not_before),
-  };
-}
-
-/** failed_login_not_before holds epoch seconds, as Keycloak's UserLoginFailureModel does. */
-const temporarilyLocked = (failure: LoginFailure): boolean => Math.floor(Date.now() / 1000) < failure.failed_login_not_before;
-
-function permanentlyLocked(settings: BruteForceSettings, user: User, failure: LoginFailure): boolean {
-  if (!user.enabled && user.attributes.disabledReason?.[0] === PERMANENT_LOCKOUT_REASON) return true;
-  if (!settings.permanentLockout) return false;
-  return failure.num_temporary_lockouts > settings.maxTemporaryLockouts
-    || (settings.maxTemporaryLockouts === 0 && failure.num_failures >= settings.failureFactor);
-}
-
-/** Keycloak's brute-force status of a user id (zeros when the realm is unprotected or nothing is stored). */
+/**
+ * Keycloak's brute-force status of a user id under the user's effective login authenticator
+ * (zeros when it is unprotected or nothing is stored).
+ */
 export async function bruteForceStatus(db: Db, realm: Realm, userId: string, user: User | undefined): Promise<Record<string, unknown>> {
   const status: Record<string, unknown> = {
     disabled: false, numFailures: 0, numTemporaryLockouts: 0, lastFailure: 0, lastIPFailure: 'n/a', failedLoginNotBefore: 0,
   };
-  const settings = bruteForceSettings(realm);
-  if (!settings.protected || !UUID.test(userId)) return status;
+  if (!UUID.test(userId)) return status;
+  // No user, no stored failures (they go with the user); the realm default decides then.
+  const settings = user ? (await loginAuthenticatorFor(db, realm, user)).settings : authenticatorSettings(realm, undefined);
+  if (!settings.bruteForceProtected) return status;
   const failure = await findLoginFailure(db, realm.id, userId);
   if (!failure) return status;
   const temporary = temporarilyLocked(failure);
   if (temporary || (user && permanentlyLocked(settings, user, failure))) {
     status.disabled = true;
-    status.failedLoginNotBefore = temporary ? failure.failed_login_not_before : FOREVER;
+    status.failedLoginNotBefore = temporary ? failure.failedLoginNotBefore : FOREVER;
   }
   return {
     ...status,
-    numFailures: failure.num_failures,
-    numTemporaryLockouts: failure.num_temporary_lockouts,
-    lastFailure: failure.last_failure,
-    lastIPFailure: failure.last_ip_failure ?? 'n/a',
+    numFailures: failure.numFailures,
+    numTemporaryLockouts: failure.numTemporaryLockouts,
+    lastFailure: failure.lastFailure,
+    lastIPFailure: failure.lastIpFailure ?? 'n/a',
   };
 }
 
@@ -81,8 +49,8 @@ export async function bruteForceStatus(db: Db, realm: Realm, userId: string, use
 export async function releaseLockout(db: Db, realm: Realm, user: User): Promise<Record<string, string[]> | undefined> {
   const failure = await findLoginFailure(db, realm.id, user.id);
   if (failure && (!user.enabled || temporarilyLocked(failure))) await clearLoginFailures(db, realm.id, user.id);
-  if (user.attributes.disabledReason?.[0] !== PERMANENT_LOCKOUT_REASON) return undefined;
-  const { disabledReason: _dropped, ...attributes } = user.attributes;
+  if (user.attributes[DISABLED_REASON]?.[0] !== PERMANENT_LOCKOUT_REASON) return undefined;
+  const { [DISABLED_REASON]: _dropped, ...attributes } = user.attributes;
   return attributes;
 }
 

@@ -7,12 +7,15 @@ import { registerComponentsRoutes } from './components.ts';
 import { registerEventsRoutes } from './events.ts';
 import { registerGroupsRoutes } from './groups.ts';
 import { registerIdentityProvidersRoutes } from './identity-providers.ts';
+import { registerLoginAuthenticatorRoutes } from './login-authenticators.ts';
 import { registerRealmTransferRoutes } from './realm-transfer.ts';
 import { registerRealmsRoutes } from './realms.ts';
+import { registerRequiredActionRoutes } from './required-actions.ts';
 import { registerRoleMappingsRoutes } from './role-mappings.ts';
 import { registerRolesRoutes } from './roles.ts';
 import { AdminRouter, type AdminServices } from './router.ts';
 import { registerServerInfoRoutes } from './serverinfo.ts';
+import { registerSmtpRoutes } from './smtp.ts';
 import { registerUsersRoutes } from './users.ts';
 
 export function createAdminApi(services: AdminServices): AdminRouter {
@@ -30,6 +33,9 @@ export function createAdminApi(services: AdminServices): AdminRouter {
   registerComponentsRoutes(admin);
   registerEventsRoutes(admin);
   registerAttackDetectionRoutes(admin);
+  registerRequiredActionRoutes(admin);
+  registerLoginAuthenticatorRoutes(admin);
   registerRealmTransferRoutes(admin);
+  registerSmtpRoutes(admin);
   return admin;
 }

@@ -3,13 +3,14 @@
 import { z } from 'zod';
 
 import { newId } from '../crypto/random.ts';
+import { maskedSmtpServer, sealSmtpServer } from '../mail/smtp-config.ts';
+import { PasswordPolicyError, formatPasswordPolicy, parsePasswordPolicy } from '../login/password-policy.ts';
 import { keycloakRealmDefaults } from '../realms/defaults.ts';
 import { ImportError, RealmExistsError, importRealm, parseRealmRepresentation } from '../realms/import.ts';
 import { STRUCTURAL_REALM_FIELDS, realmName } from '../realms/representation.ts';
 import { parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { Realm } from '../store/schema.ts';
-import { SECRET_MASK } from '../store/sealed-config.ts';
 import { MANAGEMENT_ROLES } from './auth.ts';
 import { AdminError, badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest } from './router.ts';
 
@@ -78,29 +79,17 @@ export async function defaultRoleOf(db: Db, realm: Realm): Promise<Record<string
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** Keycloak's StripSecretsUtils: the SMTP password is shown as the mask. */
-function maskedSmtp(smtp: Record<string, unknown>): Record<string, unknown> {
-  return typeof smtp.password === 'string' && smtp.password !== '' ? { ...smtp, password: SECRET_MASK } : smtp;
-}
-
-/** Keycloak's updateRealm: an SMTP password sent back as the mask keeps the stored one. */
-function unmaskedSmtp(smtp: Record<string, unknown>, current: unknown): Record<string, unknown> {
-  if (smtp.password !== SECRET_MASK) return smtp;
-  const { password: _mask, ...rest } = smtp;
-  const stored = isObject(current) ? current.password : undefined;
-  return stored === undefined ? rest : { ...rest, password: stored };
-}
-
 /** Keycloak's RealmRepresentation of a realm, without users, clients, roles and groups. */
 export async function realmRepresentation(db: Db, realm: Realm): Promise<Record<string, unknown>> {
-  const settings = realm.settings as Record<string, unknown>;
+  // Required action providers are in exports only (Keycloak: authentication/required-actions).
+  const { requiredActions: _requiredActions, ...settings } = realm.settings as Record<string, unknown>;
   return {
     id: realm.id,
     realm: realm.name,
     ...(realm.display_name !== null ? { displayName: realm.display_name } : {}),
     notBefore: realm.not_before,
     ...settings,
-    ...(isObject(settings.smtpServer) ? { smtpServer: maskedSmtp(settings.smtpServer) } : {}),
+    ...(isObject(settings.smtpServer) ? { smtpServer: maskedSmtpServer(settings.smtpServer) } : {}),
     enabled: realm.enabled,
     defaultRole: await defaultRoleOf(db, realm),
   };
@@ -295,6 +284,15 @@ export function registerRealmsRoutes(admin: AdminRouter): void {
   async function updateRealm(req: RealmRequest, body: z.infer<typeof realmUpdateRep>) {
     const realm = req.realm;
     const changes = settingsChanges(body);
+    if (typeof changes.passwordPolicy === 'string') {
+      // Keycloak parses the policy (400 with its wording when invalid) and stores its normal form.
+      try {
+        changes.passwordPolicy = formatPasswordPolicy(parsePasswordPolicy(changes.passwordPolicy, { strict: true }));
+      } catch (error) {
+        if (error instanceof PasswordPolicyError) throw badRequest(error.message);
+        throw error;
+      }
+    }
     const renamed = body.realm !== undefined && body.realm !== realm.name ? body.realm : undefined;
     if (renamed !== undefined) {
       if (realm.name === 'master') throw badRequest('The master realm cannot be renamed');
@@ -302,7 +300,8 @@ export function registerRealmsRoutes(admin: AdminRouter): void {
       // A master admin client of the new name would hand the realm to its role holders.
       if (taken || await findMasterAdminClient(db, renamed)) throw conflict('Realm with same name exists');
     }
-    if (isObject(changes.smtpServer)) changes.smtpServer = unmaskedSmtp(changes.smtpServer, (realm.settings as Record<string, unknown>).smtpServer);
+    // The SMTP password is stored sealed; the mask sent back keeps the stored one (Keycloak's updateRealm).
+    if (isObject(changes.smtpServer)) changes.smtpServer = sealSmtpServer(box, changes.smtpServer, (realm.settings as Record<string, unknown>).smtpServer);
     const settings = { ...(realm.settings as Record<string, unknown>), ...changes };
     if (body.attributes) settings.attributes = { ...(settings.attributes as Record<string, string> | undefined), ...body.attributes };
     const parsed = parseRealmSettings(settings);

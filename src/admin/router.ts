@@ -11,6 +11,7 @@ import type { SecretBox } from '../crypto/secret-box.ts';
 import { newId } from '../crypto/random.ts';
 import { BodyError, readJson, readText } from '../http/body.ts';
 import { BadOriginError, publicOrigin } from '../http/origin.ts';
+import type { Mailer } from '../mail/mailer.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RealmRegistry } from '../realms/registry.ts';
 import { parseRealmSettings } from '../realms/settings.ts';
@@ -25,6 +26,7 @@ export type AdminServices = {
   box: SecretBox;
   registry: RealmRegistry;
   logger: Logger;
+  mailer: Mailer;
 };
 
 /** An error answered as Keycloak's admin resources do: the status and `{"errorMessage": ...}`. */
@@ -33,6 +35,17 @@ export class AdminError extends Error {
   constructor(status: number, message: string) {
     super(message);
     this.status = status;
+  }
+}
+/**
+ * Keycloak's ErrorResponseException: `{"error", "error_description"}` with the status. Some admin
+ * resources answer this shape, e.g. a password that breaks the policy (error = message key).
+ */
+export class AdminErrorResponse extends AdminError {
+  readonly error: string;
+  constructor(status: number, error: string, description: string) {
+    super(status, description);
+    this.error = error;
   }
 }
 export const notFound = (message: string): AdminError => new AdminError(404, message);
@@ -248,6 +261,7 @@ export class AdminRouter {
       ctx.status = status;
       ctx.body = body;
     };
+    if (error instanceof AdminErrorResponse) return send(error.status, { error: error.error, error_description: error.message });
     if (error instanceof AdminError) return send(error.status, { errorMessage: error.message });
     if (error instanceof AdminAuthError) return send(error.status, { error: error.message });
     if (error instanceof BodyError) return send(error.status, { errorMessage: error.message });

@@ -1,14 +1,21 @@
 // Admin REST API: users (Keycloak's UsersResource and UserResource): search and count, create,
 // read, update, delete; passwords and other credentials; group membership; sessions, logout and
-// consents; links to identity providers; the e-mail actions (refused until e-mail sending exists).
+// consents; links to identity providers; the e-mail actions (execute-actions-email, send-verify-email).
 import { sql } from 'kysely';
 import { z } from 'zod';
 
 import { hashPassword, parseStoredPassword } from '../crypto/passwords.ts';
 import { newId } from '../crypto/random.ts';
 import { publicOrigin } from '../http/origin.ts';
+import { actionTokenLifespan, sendActionEmail, userLocale } from '../login/action-emails.ts';
+import { loginAuthenticatorFor } from '../login/login-authenticators.ts';
+import { changePassword, PASSWORD_HISTORY, passwordViolation, storePasswordHash } from '../login/password-change.ts';
+import { checkPassword, formatPolicyViolation, parsePasswordPolicy, type PolicyEntry, type PolicyViolation } from '../login/password-policy.ts';
+import { defaultActionsForNewUser, SUPPORTED_REQUIRED_ACTIONS } from '../login/required-actions.ts';
+import { MailError } from '../mail/mailer.ts';
 import { redirectUriMatches } from '../oidc/client-policy.ts';
 import { endSsoSession } from '../oidc/session-end.ts';
+import type { RealmContext } from '../realms/context.ts';
 import { credentialRep, type CredentialRepresentation } from '../realms/representation.ts';
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
@@ -17,7 +24,7 @@ import { countRealmPeople, escapeLike, isEveryPerson, listUsers, tokenSubjectCac
 import { releaseLockout } from './attack-detection.ts';
 import { defaultRoleOf, UUID } from './realms.ts';
 import {
-  AdminError, badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest,
+  AdminError, AdminErrorResponse, badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest,
 } from './router.ts';
 
 /** Aliases of Keycloak 26's built-in required action providers. */
@@ -90,9 +97,22 @@ export async function userRepresentations(db: Db, users: User[], options: UserRe
       disableableCredentialTypes: [],
       requiredActions: user.required_actions,
       notBefore: user.not_before,
+      // Beyond Keycloak: the login authenticator assigned to the user itself (not via a group).
+      ...(user.login_authenticator_id ? { loginAuthenticatorId: user.login_authenticator_id } : {}),
       ...access,
     };
   });
+}
+
+/** A login authenticator id of this realm (null clears, undefined leaves as is); 400 for another. */
+async function realmAuthenticatorId(req: RealmRequest, id: string | null | undefined): Promise<string | null | undefined> {
+  if (id === undefined) return undefined;
+  if (id === null || id === '') return null;
+  const row = UUID.test(id)
+    ? await req.db.selectFrom('login_authenticators').select('id').where('realm_id', '=', req.realm.id).where('id', '=', id.toLowerCase()).executeTakeFirst()
+    : undefined;
+  if (!row) throw badRequest('Login authenticator not found');
+  return row.id;
 }
 
 /** Keycloak's UserPermissions.getAccess, without fine-grained permissions. */
@@ -191,6 +211,8 @@ const userFields = {
   federationLink: text.nullish(),
   /** Beyond Keycloak: an application user (bot, IVA, integration) signs in only with access keys. */
   application: z.boolean().nullish(),
+  /** Beyond Keycloak: the user's own login authenticator ("" or null clears it on update). */
+  loginAuthenticatorId: z.string().max(64).nullish(),
 };
 const newUserRep = z.object({
   ...userFields,
@@ -223,6 +245,14 @@ const APPLICATION_IDP_LINK = 'Application users cannot be linked to an identity 
 
 /** A credential that sets a password (a plain value, or a stored password hash). */
 const setsPassword = (c: CredentialRepresentation): boolean => (c.value !== undefined && c.value !== '') || c.type === 'password';
+
+/** The plain password values of a representation's credentials (those the password policy checks). */
+const plainPasswords = (reps: CredentialRepresentation[] | null | undefined): string[] =>
+  (reps ?? []).flatMap((c) => (c.value !== undefined && c.value !== '' ? [c.value] : []));
+
+/** Keycloak's answer to a password that breaks the policy: 400 {"error": key, "error_description": English text}. */
+const passwordPolicyError = (violation: PolicyViolation): AdminError =>
+  new AdminErrorResponse(400, violation.messageKey, formatPolicyViolation(violation));
 
 // ---------------------------------------------------------------------------------------------
 // Credentials
@@ -294,9 +324,16 @@ async function prepareCredentials(req: RealmRequest, reps: CredentialRepresentat
   return prepared;
 }
 
-/** Stores prepared credentials; a new credential goes last (Keycloak: last priority + 10). */
-async function storeCredentials(trx: Db, realmId: string, userId: string, credentials: NewCredential[]): Promise<void> {
+/**
+ * Stores prepared credentials; a new credential goes last (Keycloak: last priority + 10). A plain
+ * password replaces the password credential and moves the old hash to the history `passwordPolicy` keeps.
+ */
+async function storeCredentials(trx: Db, realmId: string, userId: string, credentials: NewCredential[], passwordPolicy: PolicyEntry[] = []): Promise<void> {
   for (const credential of credentials) {
+    if (credential.replacesPassword) {
+      await storePasswordHash(trx, realmId, userId, { secretData: credential.secretData, credentialData: credential.credentialData }, passwordPolicy);
+      continue;
+    }
     const existing = await trx.selectFrom('credentials').select(['id', 'type', 'priority'])
       .where('user_id', '=', userId).orderBy('priority').orderBy('created_at').execute();
     if (credential.id && existing.some((c) => c.id === credential.id)) continue; // Keycloak skips known ids
@@ -512,32 +549,44 @@ async function endClientSessions(db: Db, realmId: string, userId: string, client
  * Keycloak's verifySendEmailParams: the checks made before an action e-mail is built. Sending
  * itself does not exist yet, so every request that passes them is refused (see emailFailure).
  */
-async function checkSendEmailParams(req: RealmRequest, user: User): Promise<void> {
+type SendEmailParams = { clientId: string; redirectUri?: string; lifespan: number };
+
+/** Keycloak's verifySendEmailParams: the user can get mail, the client and redirect URI are valid. */
+async function checkSendEmailParams(req: RealmRequest, user: User, realm: RealmContext): Promise<SendEmailParams> {
   if (user.email === null) throw badRequest('User email missing');
   if (!user.enabled) throw badRequest('User is disabled');
   const redirectUri = req.query.redirect_uri;
   const clientId = req.query.client_id;
   if (redirectUri !== undefined && clientId === undefined) throw badRequest('Client id missing');
   if ((redirectUri && hasNul(redirectUri)) || (clientId && hasNul(clientId))) throw badRequest("Client doesn't exist");
-  const client = await req.db.selectFrom('clients').select(['enabled', 'redirect_uris'])
+  const client = await req.db.selectFrom('clients').select(['client_id', 'enabled', 'redirect_uris'])
     .where('realm_id', '=', req.realm.id).where('client_id', '=', clientId ?? 'admin-cli').executeTakeFirst();
   if (!client) throw badRequest("Client doesn't exist");
   if (!client.enabled) throw badRequest('Client is not enabled');
   if (redirectUri !== undefined && !redirectUriMatches(client.redirect_uris, redirectUri)) throw badRequest('Invalid redirect uri.');
+  // Keycloak reads an Integer (anything else never reaches it); a link must live at least a second.
+  const lifespanText = req.query.lifespan;
+  let lifespan = actionTokenLifespan(realm, 'admin');
+  if (lifespanText !== undefined && lifespanText !== '') {
+    lifespan = Number(lifespanText);
+    if (!/^\d{1,9}$/.test(lifespanText) || lifespan < 1) throw badRequest('Invalid lifespan');
+  }
+  return { clientId: client.client_id, ...(redirectUri !== undefined ? { redirectUri } : {}), lifespan };
 }
 
-/** Keycloak answers 500 when sending fails; Cloakroom says plainly (400) why nothing was sent. */
-function emailFailure(req: RealmRequest, what: string): AdminError {
-  const smtp = setting(req, 'smtpServer') as Record<string, unknown> | undefined;
-  const configured = typeof smtp?.host === 'string' && smtp.host !== '';
-  return badRequest(`${what}: ${configured ? 'sending e-mail is not supported yet' : 'the realm has no SMTP server configured'}`);
+/** The realm's context (its SMTP settings, keys) and its issuer at the admin request's origin. */
+async function mailContext(req: RealmRequest): Promise<{ realm: RealmContext; issuer: string }> {
+  const { registry, config } = req.services;
+  const realm = await registry.get(req.realm.name);
+  if (!realm) throw notFound('Realm not found.');
+  return { realm, issuer: `${publicOrigin(req.ctx, config)}${config.relativePath}/realms/${req.realm.name}` };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Routes
 
 export function registerUsersRoutes(admin: AdminRouter): void {
-  const { db, registry } = admin.services;
+  const { db, registry, mailer } = admin.services;
 
   /** Service accounts and access-key users feed cached token subjects: changing one refreshes the realm's context. */
   const refreshIfServiceAccount = async (req: RealmRequest, user: User, cached?: boolean): Promise<void> => {
@@ -602,7 +651,9 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     if (application && (rep.federatedIdentities ?? []).length > 0) throw badRequest(APPLICATION_IDP_LINK);
     const credentials = await prepareCredentials(req, rep.credentials ?? []);
     const temporaryPassword = (rep.credentials ?? []).some((c) => c.type === 'password' && c.temporary === true);
-    const actions = knownActions([...(rep.requiredActions ?? []), ...(temporaryPassword ? ['UPDATE_PASSWORD'] : [])]);
+    // Keycloak's addUser gives a new user the realm's enabled default actions first.
+    const actions = knownActions([...defaultActionsForNewUser(req.realm.settings), ...(rep.requiredActions ?? []), ...(temporaryPassword ? ['UPDATE_PASSWORD'] : [])]);
+    const loginAuthenticatorId = await realmAuthenticatorId(req, rep.loginAuthenticatorId);
     const defaultRole = await defaultRoleOf(db, req.realm);
     const id = newId();
     try {
@@ -614,6 +665,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
           first_name: rep.firstName ? blankToNull(rep.firstName) : null, last_name: rep.lastName ? blankToNull(rep.lastName) : null,
           federation_link: rep.federationLink ?? null, service_account_client_id: null, application,
           attributes: JSON.stringify(rep.attributes ?? {}), required_actions: JSON.stringify(actions),
+          login_authenticator_id: loginAuthenticatorId ?? null,
           ...(rep.createdTimestamp ? { created_at: new Date(rep.createdTimestamp) } : {}),
         }).execute();
         // What Keycloak's addUser gives every new user: the default role and the default groups.
@@ -628,6 +680,16 @@ export function registerUsersRoutes(admin: AdminRouter): void {
             realm_id: req.realm.id, user_id: id, identity_provider: link.identityProvider, external_user_id: link.userId,
             external_username: link.userName ?? null, token_sealed: null,
           }).execute();
+        }
+        // The policy of the authenticator the new user falls under (its own, its groups', the realm's).
+        const plain = plainPasswords(rep.credentials);
+        if (plain.length > 0) {
+          const user = await trx.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+          const policy = parsePasswordPolicy((await loginAuthenticatorFor(trx, req.realm, user)).settings.passwordPolicy);
+          for (const password of plain) {
+            const violation = checkPassword(policy, { password, username, email });
+            if (violation) throw passwordPolicyError(violation);
+          }
         }
         await storeCredentials(trx, req.realm.id, id, credentials);
       });
@@ -692,10 +754,22 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     if (application && !user.application && await db.selectFrom('federated_identities').select('user_id').where('user_id', '=', user.id).limit(1).executeTakeFirst()) {
       throw badRequest(APPLICATION_IDP_LINK);
     }
+    // A new plain password meets the user's policy, history included (Keycloak checks it after the profile update).
+    let passwordPolicy: PolicyEntry[] = [];
+    const plain = plainPasswords(rep.credentials);
+    if (plain.length > 0) {
+      passwordPolicy = parsePasswordPolicy((await loginAuthenticatorFor(db, req.realm, user)).settings.passwordPolicy);
+      for (const password of plain) {
+        const violation = await passwordViolation(db, { id: user.id, username, email }, password, passwordPolicy);
+        if (violation) throw passwordPolicyError(violation);
+      }
+    }
     const credentials = await prepareCredentials(req, rep.credentials ?? []);
+    const loginAuthenticatorId = await realmAuthenticatorId(req, rep.loginAuthenticatorId);
     try {
       await db.transaction().execute(async (trx) => {
         await trx.updateTable('users').set({
+          ...(loginAuthenticatorId !== undefined ? { login_authenticator_id: loginAuthenticatorId } : {}),
           username,
           email,
           first_name: rep.firstName === undefined || rep.firstName === null ? user.first_name : blankToNull(rep.firstName),
@@ -707,7 +781,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
           attributes: JSON.stringify(attributes),
           required_actions: JSON.stringify(actions),
         }).where('id', '=', user.id).execute();
-        await storeCredentials(trx, req.realm.id, user.id, credentials);
+        await storeCredentials(trx, req.realm.id, user.id, credentials, passwordPolicy);
       });
     } catch (error) {
       if (isUniqueViolation(error)) throw conflict('User exists with same username or email');
@@ -741,22 +815,19 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     if (user.application) throw badRequest(APPLICATION_PASSWORD);
     if (rep.value === undefined || rep.value === null) throw badRequest('No password provided');
     if (rep.value.trim() === '') throw badRequest('Empty password not allowed');
-    const credentials = await prepareCredentials(req, [{ type: 'password', value: rep.value }]);
-    // temporary=true asks for a new password at the next login; a permanent one clears that.
-    const actions = rep.temporary === true
-      ? [...new Set([...user.required_actions, 'UPDATE_PASSWORD'])]
-      : user.required_actions.filter((a) => a !== 'UPDATE_PASSWORD');
-    await db.transaction().execute(async (trx) => {
-      await storeCredentials(trx, req.realm.id, user.id, credentials);
-      await trx.updateTable('users').set({ required_actions: JSON.stringify(actions) }).where('id', '=', user.id).execute();
-    });
+    // The user's login authenticator decides the rules; temporary=true asks for a new password at
+    // the next login, a permanent one clears that.
+    const authenticator = await loginAuthenticatorFor(db, req.realm, user);
+    const result = await changePassword(db, req.realm, user, rep.value, authenticator.settings, { temporary: rep.temporary === true });
+    if (!result.ok) throw passwordPolicyError(result.violation);
     return noContent();
   });
 
   admin.realm('get', '/users/:id/credentials', { permission: 'view-users' }, async (req) => {
     const user = await findUser(req);
+    // Old passwords kept for the history policy are not the user's credentials to manage.
     const rows = await db.selectFrom('credentials').select(['id', 'type', 'user_label', 'created_at', 'credential_data'])
-      .where('user_id', '=', user.id).orderBy('priority').orderBy('created_at').orderBy('id').execute();
+      .where('user_id', '=', user.id).where('type', '!=', PASSWORD_HISTORY).orderBy('priority').orderBy('created_at').orderBy('id').execute();
     return ok(rows.map(credentialRepresentation));
   });
 
@@ -817,15 +888,39 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     }
     const parsed = z.array(text).nullable().safeParse(actions);
     if (!parsed.success) throw badRequest('The body must be a list of required action names');
-    await checkSendEmailParams(req, user);
-    if ((parsed.data ?? []).some((action) => !REQUIRED_ACTIONS.has(action))) throw badRequest('Provided invalid required actions');
-    throw emailFailure(req, 'Failed to send execute actions email');
+    const { realm, issuer } = await mailContext(req);
+    const params = await checkSendEmailParams(req, user, realm);
+    const requested = parsed.data ?? [];
+    // Keycloak accepts any registered required action; the link pages run these.
+    if (requested.some((action) => !(SUPPORTED_REQUIRED_ACTIONS as readonly string[]).includes(action))) throw badRequest('Provided invalid required actions');
+    if (user.application && requested.includes('UPDATE_PASSWORD')) throw badRequest(APPLICATION_PASSWORD);
+    try {
+      await sendActionEmail(mailer, realm, issuer, user, {
+        kind: 'execute-actions', actions: [...new Set(requested)], lifespanSeconds: params.lifespan, locale: userLocale(realm, user),
+        clientId: params.clientId, ...(params.redirectUri !== undefined ? { redirectUri: params.redirectUri } : {}),
+      });
+    } catch (error) {
+      if (!(error instanceof MailError)) throw error;
+      // Keycloak's status and wording (500), with the reason.
+      throw new AdminError(500, `Failed to send execute actions email: ${error.message}`);
+    }
+    return noContent();
   });
 
   admin.realm('put', '/users/:id/send-verify-email', { permission: 'manage-users', changesRealm: false }, async (req) => {
     const user = await findUser(req);
-    await checkSendEmailParams(req, user);
-    throw emailFailure(req, 'Failed to send verify email');
+    const { realm, issuer } = await mailContext(req);
+    const params = await checkSendEmailParams(req, user, realm);
+    try {
+      await sendActionEmail(mailer, realm, issuer, user, {
+        kind: 'verify-email', lifespanSeconds: params.lifespan, locale: userLocale(realm, user),
+        clientId: params.clientId, ...(params.redirectUri !== undefined ? { redirectUri: params.redirectUri } : {}),
+      });
+    } catch (error) {
+      if (!(error instanceof MailError)) throw error;
+      throw new AdminError(500, 'Failed to send verify email');
+    }
+    return noContent();
   });
 
   // --- groups

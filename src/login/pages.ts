@@ -8,7 +8,10 @@ import path from 'node:path';
 
 import { Eta, EtaFileResolutionError } from 'eta';
 
-export type PageName = 'login-username' | 'login-password' | 'login' | 'consent' | 'error' | 'logout-confirm' | 'logged-out' | 'info';
+export type PageName =
+  | 'login-username' | 'login-password' | 'login' | 'consent' | 'error' | 'logout-confirm' | 'logged-out' | 'info'
+  | 'login-otp' | 'login-config-totp' | 'login-update-password' | 'login-update-profile' | 'terms' | 'login-verify-email'
+  | 'login-reset-password' | 'login-action-confirm';
 export type PageMessage = { type: 'error' | 'warning' | 'info' | 'success'; text: string };
 export type PageData = {
   /** Realm id-name, used when there is no display name. */
@@ -21,7 +24,7 @@ export type PageData = {
   resourcesUrl: string;
   /** Value of the hidden "csrf" input on every form. */
   csrf?: string;
-  /** Form action URLs by name: username, password, login, consent, logout; restart is a GET link. */
+  /** Form action URLs by name: username, password, login, consent, logout; restart and resetCredentials are GET links. */
   actions?: Record<string, string>;
   /** Prefilled on the username forms, shown on the password page. */
   username?: string;
@@ -30,8 +33,20 @@ export type PageData = {
   rememberMe?: boolean;
   /** Label "Username or email" instead of "Username". */
   loginWithEmailAllowed?: boolean;
-  /** Field errors, already translated. */
-  errors?: Partial<Record<'username' | 'password', string>>;
+  /** Field errors by input name, already translated. */
+  errors?: Record<string, string>;
+  /** Extra hidden inputs of the page's form (name -> value). */
+  hidden?: Record<string, string>;
+  /** OTP page: the devices to choose from (more than one shows a choice). */
+  devices?: { id: string; label: string }[];
+  /** OTP enrollment: the new secret, its QR code (data: URL) and the device settings to show. */
+  otp?: { secret: string; secretSpaced: string; type: string; algorithm: string; digits: number; period: number; counter: number; qrCode: string; userLabel: string };
+  /** Update-password page: the authenticator's rules, translated, with the check the browser script runs. */
+  checklist?: { rule: string; text: string; check: { kind: string; arg?: string } }[];
+  /** Update-profile page: current or submitted values. */
+  profile?: { email: string; firstName: string; lastName: string };
+  /** Verify-email page: the address the mail went to. */
+  email?: string;
   /** Page-level message, already translated. */
   message?: PageMessage;
   /** Consent page: the client's name. */
@@ -58,6 +73,8 @@ const TEMPLATE_NAME = /^(?:\.\/)?([a-z0-9][a-z0-9_-]{0,63})(?:\.eta)?$/;
 const MESSAGES_FILE = /^messages_([a-zA-Z]{2,3}(?:_[a-zA-Z0-9]{2,8})*)\.json$/;
 const PAGES: ReadonlySet<string> = new Set<PageName>([
   'login-username', 'login-password', 'login', 'consent', 'error', 'logout-confirm', 'logged-out', 'info',
+  'login-otp', 'login-config-totp', 'login-update-password', 'login-update-profile', 'terms', 'login-verify-email',
+  'login-reset-password', 'login-action-confirm',
 ]);
 const MESSAGE_TYPES: ReadonlySet<string> = new Set<PageMessage['type']>(['error', 'warning', 'info', 'success']);
 
@@ -69,7 +86,7 @@ export function pageSecurityHeaders(): Record<string, string> {
     // No form-action: Chrome applies it to the redirect chain after the login POST, which ends at
     // the application's redirect URI.
     'Content-Security-Policy':
-      "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; object-src 'none'; frame-ancestors 'self'",
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; object-src 'none'; frame-ancestors 'self'",
     'X-Frame-Options': 'SAMEORIGIN',
     'X-Content-Type-Options': 'nosniff',
     'Referrer-Policy': 'no-referrer',

@@ -16,8 +16,19 @@ import { endSsoSession } from '../oidc/session-end.ts';
 import type { LoginResultExtras } from '../oidc/sso-session.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { loginFlow } from '../realms/settings.ts';
+import { findUserById } from '../store/users.ts';
+import type { User } from '../store/schema.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import { createActionTokenPage } from './action-token-page.ts';
 import { authenticatePassword } from './authenticate.ts';
+import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
+import { loginAuthenticatorFor } from './login-authenticators.ts';
+import { listOtpDevices, verifyOtp } from './otp.ts';
 import { pageSecurityHeaders, type PageData, type PageName, type PageRenderer } from './pages.ts';
+import { createResetCredentialsRoutes, resetPasswordAllowed } from './reset-credentials.ts';
+import {
+  enterRequiredAction, matchingDevices, pendingRequiredActions, renderRequiredAction, submitRequiredAction, type ActionPageContext,
+} from './required-action-pages.ts';
 
 export type LoginDeps = {
   pages: PageRenderer;
@@ -25,6 +36,7 @@ export type LoginDeps = {
   event(realm: RealmContext, event: LoginEvent): void;
   /** KC_HTTP_RELATIVE_PATH ('' or '/auth'). */
   basePath: string;
+  mailer: Mailer;
 };
 
 type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
@@ -80,6 +92,18 @@ export class LoginPages {
     ctx.body = html;
   }
 
+  /** CXone tells users whenever their password changes. Sent in the background; failures are logged. */
+  notifyPasswordChanged(realm: RealmContext, user: User, locale: string): void {
+    if (!user.email) return;
+    this.deps.mailer.send(realm, {
+      to: user.email, template: 'password-updated', locale,
+      data: {
+        realmName: realm.name, ...(realm.realm.display_name ? { realmDisplayName: realm.realm.display_name } : {}),
+        user: { username: user.username, firstName: user.first_name, lastName: user.last_name, email: user.email },
+      },
+    }).catch((err: unknown) => this.deps.logger.warn({ err, realm: realm.name, userId: user.id }, 'could not send the password-changed e-mail'));
+  }
+
   async errorPage(ctx: Context, realm: RealmContext, messageKey: string, status = 400, locale = 'en', redirectUrl?: string): Promise<void> {
     await this.render(ctx, realm, 'error', {
       locale, message: { type: 'error', text: this.deps.pages.t(locale, messageKey) }, ...(redirectUrl ? { redirectUrl } : {}),
@@ -90,14 +114,19 @@ export class LoginPages {
 export function createLoginRoutes(pages: LoginPages) {
   const { deps } = pages;
   const t = (locale: string, key: string): string => deps.pages.t(locale, key);
+  // --- forgot password and e-mailed links (reset-credentials.ts, action-token-page.ts) ---
+  const resetCredentials = createResetCredentialsRoutes(pages);
+  const actionTokenPage = createActionTokenPage(pages);
 
   /** Handles {issuer}/login-actions/{rest}. */
   return async function loginActions(ctx: Context, realm: RealmContext, issuer: string, provider: Provider, rest: string): Promise<void> {
-    const match = /^\/([\w-]{1,64})(?:\/(username|password|login|consent|restart))?$/.exec(rest);
+    // E-mailed links need no interaction (they may be opened in another browser).
+    if (rest === '/action-token') return actionTokenPage(ctx, realm, issuer);
+    const match = /^\/([\w-]{1,64})(?:\/(username|password|login|consent|restart|otp|action|reset-credentials))?$/.exec(rest);
     if (!match) return pages.errorPage(ctx, realm, 'invalidRequestMessage', 404);
     const [, uid, step] = match as unknown as [string, string, string | undefined];
     const isPost = ctx.method === 'POST';
-    if (isPost ? !['username', 'password', 'login', 'consent'].includes(step ?? '') : ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+    if (isPost ? !['username', 'password', 'login', 'consent', 'otp', 'action', 'reset-credentials'].includes(step ?? '') : ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       return pages.errorPage(ctx, realm, 'invalidRequestMessage', 405);
     }
 
@@ -119,7 +148,8 @@ export function createLoginRoutes(pages: LoginPages) {
     const singlePage = loginFlow(realm.settings) === 'username-password';
     const actions = {
       username: `${loginBase}/username`, password: `${loginBase}/password`, login: `${loginBase}/login`,
-      consent: `${loginBase}/consent`, restart: `${loginBase}/restart`,
+      consent: `${loginBase}/consent`, restart: `${loginBase}/restart`, otp: `${loginBase}/otp`, action: `${loginBase}/action`,
+      ...(resetPasswordAllowed(realm) ? { resetCredentials: `${loginBase}/reset-credentials` } : {}),
     };
     const common = { locale, csrf, actions, rememberMeAllowed: realm.settings.rememberMe };
 
@@ -162,7 +192,41 @@ export function createLoginRoutes(pages: LoginPages) {
     }
     if (interaction.prompt.name !== 'login') return pages.errorPage(ctx, realm, 'invalidRequestMessage', 400, locale);
 
+    if (step === 'reset-credentials') {
+      return resetCredentials({
+        ctx, realm, issuer, locale, csrf, clientId, formAction: `${loginBase}/reset-credentials`, loginUrl: actions.restart,
+        ...(isPost ? { form } : { username: typeof params.login_hint === 'string' ? params.login_hint : '' }),
+      });
+    }
+
     const loginHint = typeof params.login_hint === 'string' ? params.login_hint.slice(0, MAX_USERNAME) : '';
+    const flow = flowState(interaction);
+
+    // After the password: the OTP step and required actions of the user authenticated so far.
+    if (flow && step !== 'restart') {
+      const user = await findUserById(realm.db, realm.id, flow.userId);
+      if (!user || !user.enabled) return restartFlow();
+      const authenticator = await loginAuthenticatorFor(realm.db, realm.realm, user);
+      const page: ActionPageContext = {
+        pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer,
+      };
+      if (flow.stage === 'otp') {
+        if (isPost && step === 'otp') return submitOtp(flow, page);
+        return renderOtp(page);
+      }
+      if (isPost && step === 'action') {
+        const [current] = await pendingRequiredActions(realm, user, authenticator);
+        // A stale form (another tab already completed it) just shows what is due now.
+        if (current && form.requiredAction === current) {
+          const outcome = await submitRequiredAction({ ...page, hidden: { requiredAction: current } }, current, form);
+          if (outcome === 'rendered') return;
+          if (outcome === 'cancelled') return finish({ error: 'access_denied', error_description: 'User declined the required action' });
+        }
+      }
+      return continueFlow(flow, page);
+    }
+    if (flow && step === 'restart') await saveFlow(undefined);
+
     if (!isPost) {
       return pages.render(ctx, realm, singlePage ? 'login' : 'login-username', { ...common, username: step === 'restart' ? '' : loginHint });
     }
@@ -182,32 +246,116 @@ export function createLoginRoutes(pages: LoginPages) {
     if (!password) return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, 'missingPasswordMessage') } }, 400);
 
     const details = { auth_method: 'openid-connect', auth_type: 'code', redirect_uri: String(params.redirect_uri ?? ''), username };
-    const result = await authenticatePassword(realm, username, password);
+    // Failures are cleared only once every factor succeeded, so OTP guesses count towards a lockout.
+    const result = await authenticatePassword(realm, username, password, ctx.ip, { clearFailuresOnSuccess: false });
     if (!result.ok) {
       deps.event(realm, { type: 'LOGIN_ERROR', clientId, userId: result.user?.id, ipAddress: ctx.ip, error: result.error, details });
-      const messageKey = result.error === 'user_disabled' ? 'accountDisabledMessage' : 'invalidUserMessage';
+      if (result.lockoutEvent) deps.event(realm, { ...result.lockoutEvent, clientId });
+      // Only a correct password of a disabled (not locked) account learns that it is disabled.
+      const messageKey = result.error === 'user_disabled' && !result.locked ? 'accountDisabledMessage'
+        : result.error === 'ip_not_allowed' ? 'ipNotAllowedMessage' : 'invalidUserMessage';
       return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, messageKey) } }, 401);
     }
-    const { user } = result;
-    if (user.required_actions.length > 0) {
-      // Required actions (update password, configure OTP...) come with the login authenticators.
-      deps.event(realm, { type: 'LOGIN_ERROR', clientId, userId: user.id, ipAddress: ctx.ip, error: 'resolve_required_actions', details });
-      return pages.render(ctx, realm, page, { ...common, username, message: { type: 'error', text: t(locale, 'accountNotSetUpMessage') } }, 403);
-    }
+    const { user, authenticator } = result;
+    const devices = matchingDevices(await listOtpDevices(realm.db, user.id), authenticator);
+    const state: FlowState = { userId: user.id, username, rememberMe, amr: ['pwd'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [] };
+    await saveFlow(state);
+    const actionPage: ActionPageContext = { pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer };
+    if (state.stage === 'actions') await recordLoginSuccess(realm.db, realm.id, user.id, authenticator.settings);
+    return state.stage === 'otp' ? renderOtp(actionPage) : continueFlow(state, actionPage);
 
-    // Another user on this browser: their SSO session ends before this one starts.
-    const previous = interaction.session;
-    if (previous?.accountId && previous.accountId !== user.id && previous.uid) {
-      await endSsoSession(realm, issuer, previous.uid, deps.logger);
-      deps.event(realm, { type: 'LOGOUT', userId: previous.accountId, sessionId: previous.uid, ipAddress: ctx.ip, details: { reason: 'another user logged in' } });
-      interaction.session = undefined;
+    // --- steps after the password -------------------------------------------------------------
+
+    async function saveFlow(next: FlowState | undefined): Promise<void> {
+      interaction.result = next ? { [FLOW_KEY]: next } : undefined;
       await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
     }
-    const extras: LoginResultExtras = { username, ipAddress: ctx.ip };
-    return finish({
-      login: { accountId: user.id, remember: rememberMe, ts: Math.floor(Date.now() / 1000), acr: '1', amr: ['pwd'], ...extras },
-    });
+
+    async function restartFlow(): Promise<void> {
+      await saveFlow(undefined);
+      return pages.render(ctx, realm, singlePage ? 'login' : 'login-username', { ...common, username: '', message: { type: 'error', text: t(locale, 'invalidUserMessage') } }, 400);
+    }
+
+    async function renderOtp(actionPage: ActionPageContext, error?: string): Promise<void> {
+      const devices = matchingDevices(await listOtpDevices(realm.db, actionPage.user.id), actionPage.authenticator);
+      return pages.render(ctx, realm, 'login-otp', {
+        ...common, username: actionPage.user.username,
+        devices: devices.map((d) => ({ id: d.id, label: d.label || t(locale, 'defaultOtpLabel') })),
+        ...(error ? { errors: { totp: error } } : {}),
+      }, error ? 401 : 200);
+    }
+
+    async function submitOtp(state: FlowState, actionPage: ActionPageContext): Promise<void> {
+      const { user, authenticator } = actionPage;
+      const code = text('totp', 16).replace(/\s+/g, '');
+      const devices = matchingDevices(await listOtpDevices(realm.db, user.id), authenticator);
+      const chosen = typeof form.selectedCredentialId === 'string' && devices.some((d) => d.id === form.selectedCredentialId) ? form.selectedCredentialId : undefined;
+      const otpDetails = { auth_method: 'openid-connect', auth_type: 'code', redirect_uri: String(params.redirect_uri ?? ''), username: user.username };
+      if (!code) return renderOtp(actionPage, t(locale, 'missingTotpMessage'));
+      // A locked account cannot try codes either; it sees the same answer as a wrong code.
+      const locked = (await lockoutState(realm.db, realm.id, user, authenticator.settings)) !== 'none';
+      const verified = locked ? { ok: false as const } : await verifyOtp(realm.db, realm.box, {
+        userId: user.id, code, settings: authenticator.settings, ...(chosen ? { credentialId: chosen } : {}),
+      });
+      if (!verified.ok || !devices.some((d) => d.id === verified.credentialId)) {
+        deps.event(realm, { type: 'LOGIN_ERROR', clientId, userId: user.id, ipAddress: ctx.ip, error: locked ? 'user_temporarily_disabled' : 'invalid_totp', details: otpDetails });
+        if (!locked) {
+          const event = lockoutEvent(user.id, ctx.ip, await recordLoginFailure(realm.db, realm.id, user, authenticator.settings, ctx.ip));
+          if (event) deps.event(realm, { ...event, clientId });
+        }
+        return renderOtp(actionPage, t(locale, 'invalidTotpMessage'));
+      }
+      await recordLoginSuccess(realm.db, realm.id, user.id, authenticator.settings);
+      const next: FlowState = { ...state, amr: [...state.amr, 'otp'], stage: 'actions' };
+      await saveFlow(next);
+      return continueFlow(next, actionPage);
+    }
+
+    async function continueFlow(state: FlowState, actionPage: ActionPageContext): Promise<void> {
+      const [current] = await pendingRequiredActions(realm, actionPage.user, actionPage.authenticator);
+      if (current === undefined) return finishLogin(state, actionPage.user);
+      if (!state.entered.includes(current)) {
+        await enterRequiredAction(actionPage, current);
+        await saveFlow({ ...state, entered: [...state.entered, current] });
+      }
+      return renderRequiredAction({ ...actionPage, hidden: { requiredAction: current } }, current);
+    }
+
+    async function finishLogin(state: FlowState, user: { id: string; enabled: boolean }): Promise<void> {
+      if (!user.enabled) return restartFlow();
+      // Another user on this browser: their SSO session ends before this one starts.
+      const previous = interaction.session;
+      if (previous?.accountId && previous.accountId !== user.id && previous.uid) {
+        await endSsoSession(realm, issuer, previous.uid, deps.logger);
+        deps.event(realm, { type: 'LOGOUT', userId: previous.accountId, sessionId: previous.uid, ipAddress: ctx.ip, details: { reason: 'another user logged in' } });
+        interaction.session = undefined;
+        await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
+      }
+      const extras: LoginResultExtras = { username: state.username, ipAddress: ctx.ip };
+      return finish({
+        login: { accountId: user.id, remember: state.rememberMe, ts: Math.floor(Date.now() / 1000), acr: '1', amr: state.amr, ...extras },
+      });
+    }
   };
+}
+
+/** Where the login flow keeps its progress: in the interaction (server side), under this key. */
+const FLOW_KEY = 'cloakroom';
+
+type FlowState = {
+  userId: string;
+  username: string;
+  rememberMe: boolean;
+  /** Authentication methods used so far (pwd, otp). */
+  amr: string[];
+  stage: 'otp' | 'actions';
+  /** Required actions already shown once (VERIFY_EMAIL sends its mail on entry). */
+  entered: string[];
+};
+
+function flowState(interaction: Interaction): FlowState | undefined {
+  const stored = (interaction.result as Record<string, unknown> | undefined)?.[FLOW_KEY] as FlowState | undefined;
+  return stored && typeof stored.userId === 'string' ? stored : undefined;
 }
 
 /** Adds what the client asked for to its grant (the one of this session, or a new one). */

@@ -5,9 +5,11 @@
 // Every table is read with a handful of realm-wide queries (never one per user or client), so a
 // realm with 100,000 users exports in a few seconds.
 import type { SecretBox } from '../crypto/secret-box.ts';
+import { isSmtpMap, maskedSmtpServer, openSmtpServer } from '../mail/smtp-config.ts';
 import type { Db } from '../store/db.ts';
 import { SECRET_MASK, withSecrets } from '../store/sealed-config.ts';
 import type { Realm } from '../store/schema.ts';
+import { requiredActionProviders } from '../login/required-actions.ts';
 import { keycloakRealmDefaults } from './defaults.ts';
 import { STRUCTURAL_REALM_FIELDS, type RealmRepresentation } from './representation.ts';
 
@@ -228,15 +230,16 @@ class RealmExport {
 
     Object.assign(rep, await this.identityProviders());
     rep.components = await this.components();
+    // The realm's required action providers: the stored list, or Keycloak's defaults.
+    rep.requiredActions = requiredActionProviders(settings);
     rep.keycloakVersion = KEYCLOAK_EXPORT_VERSION;
     return rep as RealmRepresentation;
   }
 
+  /** The SMTP password is stored sealed (src/mail/smtp-config.ts): opened or masked like other secrets. */
   smtpServer(value: unknown): unknown {
-    if (this.options.secrets === 'open' || typeof value !== 'object' || value === null) return value;
-    const smtp = { ...(value as Json) };
-    if (typeof smtp.password === 'string' && smtp.password !== '') smtp.password = SECRET_MASK;
-    return smtp;
+    if (!isSmtpMap(value)) return value;
+    return this.options.secrets === 'open' ? openSmtpServer(this.box, value) : maskedSmtpServer(value);
   }
 
   /** The group tree: Keycloak's GroupRepresentation with path, subGroups and role mappings. */

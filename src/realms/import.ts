@@ -9,6 +9,9 @@ import { ACCESS_KEY_PATTERN } from '../access-keys/access-keys.ts';
 import { hashPassword, parseStoredPassword } from '../crypto/passwords.ts';
 import { newClientSecret, newId } from '../crypto/random.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
+import { PasswordPolicyError, checkPassword, formatPasswordPolicy, formatPolicyViolation, parsePasswordPolicy, type PolicyEntry } from '../login/password-policy.ts';
+import { RequiredActionsError, importedRequiredActions } from '../login/required-actions.ts';
+import { isSmtpMap, sealSmtpServer } from '../mail/smtp-config.ts';
 import type { Db } from '../store/db.ts';
 import type { AccessKeyTable, CredentialTable, FederatedIdentityTable, NewUser } from '../store/schema.ts';
 import { COMPONENT_SECRET_KEYS, IDENTITY_PROVIDER_SECRET_KEYS, SECRET_MASK, sealSecrets } from '../store/sealed-config.ts';
@@ -139,6 +142,24 @@ function issues(error: z.ZodError): string {
 export function parseRealmRepresentation(input: unknown): RealmImportRepresentation {
   const parsed = importRealmRep.safeParse(input);
   if (!parsed.success) throw new ImportError(issues(parsed.error));
+  const extra = parsed.data as Record<string, unknown>;
+  // Keycloak parses the password policy at import (its wording when invalid) and keeps its normal form.
+  if (typeof extra.passwordPolicy === 'string') {
+    try {
+      extra.passwordPolicy = formatPasswordPolicy(parsePasswordPolicy(extra.passwordPolicy, { strict: true }));
+    } catch (error) {
+      if (error instanceof PasswordPolicyError) throw new ImportError(error.message);
+      throw error;
+    }
+  }
+  if (extra.requiredActions !== undefined && extra.requiredActions !== null) {
+    try {
+      importedRequiredActions(extra.requiredActions);
+    } catch (error) {
+      if (error instanceof RequiredActionsError) throw new ImportError(error.message);
+      throw error;
+    }
+  }
   for (const user of parsed.data.users ?? []) {
     for (const credential of user.credentials ?? []) credentialToStore(user.username, credential);
   }
@@ -247,6 +268,8 @@ export class RealmImport {
   readonly #usernames = new Set<string>();
   /** Access key ids written by this writer (ids are unique across realms). */
   readonly #accessKeyIds = new Set<string>();
+  /** The realm's password policy: plain passwords in the input must meet it, as in Keycloak. */
+  #passwordPolicy: PolicyEntry[] = [];
 
   constructor(db: Db, box: SecretBox, rep: RealmImportRepresentation) {
     this.db = db;
@@ -258,8 +281,10 @@ export class RealmImport {
 
   /** A writer for a realm already in the database, its maps filled from there. */
   static async forExisting(db: Db, box: SecretBox, realmId: string): Promise<RealmImport> {
-    const realm = await db.selectFrom('realms').select(['id', 'name']).where('id', '=', realmId).executeTakeFirstOrThrow();
+    const realm = await db.selectFrom('realms').select(['id', 'name', 'settings']).where('id', '=', realmId).executeTakeFirstOrThrow();
     const writer = new RealmImport(db, box, parseRealmRepresentation({ realm: realm.name, id: realm.id }));
+    const policy = realm.settings.passwordPolicy;
+    writer.#passwordPolicy = parsePasswordPolicy(typeof policy === 'string' ? policy : undefined);
     await writer.loadExisting();
     return writer;
   }
@@ -270,6 +295,11 @@ export class RealmImport {
     for (const [key, value] of Object.entries(rep)) {
       if (!STRUCTURAL_REALM_FIELDS.has(key) && !TABLE_REALM_FIELDS.has(key) && value !== undefined) settings[key] = value;
     }
+    // Required action providers live in the settings (checked by parseRealmRepresentation).
+    const requiredActions = (rep as Record<string, unknown>).requiredActions;
+    if (requiredActions !== undefined && requiredActions !== null) settings.requiredActions = importedRequiredActions(requiredActions);
+    this.#passwordPolicy = parsePasswordPolicy(typeof settings.passwordPolicy === 'string' ? settings.passwordPolicy : undefined);
+    if (isSmtpMap(settings.smtpServer)) settings.smtpServer = sealSmtpServer(this.box, settings.smtpServer);
     await this.db.insertInto('realms').values({
       id: this.realmId,
       name: rep.realm,
@@ -699,6 +729,10 @@ export class RealmImport {
         priority: credential.priority ?? 10, ...(credential.createdDate ? { created_at: new Date(credential.createdDate) } : {}),
       };
       if (stored.kind === 'plain') {
+        const violation = checkPassword(this.#passwordPolicy, { password: stored.value, username: user.username.toLowerCase(), email: user.email?.toLowerCase() ?? null });
+        if (violation) {
+          throw new ImportError(`user "${user.username}": the password does not meet the realm's password policy (${violation.rule}): ${formatPolicyViolation(violation)}`);
+        }
         const hashed = await hashPassword(stored.value);
         rows.push({ ...common, type: 'password', secret_data: JSON.stringify(hashed.secretData), credential_data: JSON.stringify(hashed.credentialData) });
       } else {

@@ -63,6 +63,8 @@ export type UserTable = {
   attributes: JsonOf<Record<string, string[]>>;
   required_actions: JsonOf<string[]>;
   not_before: Generated<number>;
+  /** The user's own login authenticator; null = the groups' or the realm default. */
+  login_authenticator_id: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: CreatedAt;
 };
 
@@ -96,6 +98,7 @@ export type GroupTable = {
   name: string;
   description: string | null;
   attributes: JsonOf<Record<string, string[]>>;
+  login_authenticator_id: ColumnType<string | null, string | null | undefined, string | null>;
 };
 
 export type UserRoleTable = { user_id: string; role_id: string };
@@ -289,6 +292,31 @@ export type AccessKeyTable = {
   last_used_at: Timestamp | null;
 };
 
+export type LoginAuthenticatorTable = {
+  id: string;
+  realm_id: string;
+  name: string;
+  description: string | null;
+  /** The realm default's Keycloak-mirrored fields live in the realm settings, not here. */
+  is_default: Generated<boolean>;
+  config: JsonOf<Record<string, unknown>>;
+  created_at: CreatedAt;
+};
+
+export type ActionTokenTable = {
+  /** HMAC-SHA256 of the token (base64url); the token itself is only in the e-mailed link. */
+  digest: string;
+  realm_id: string;
+  user_id: string;
+  kind: string;
+  payload: JsonOf<Record<string, unknown>>;
+  created_at: CreatedAt;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+};
+
+export type OtpUsedStepTable = { credential_id: string; step: number; expires_at: Timestamp };
+
 export type RealmUserCountTable = { realm_id: string; people: number };
 
 export type Database = {
@@ -322,6 +350,9 @@ export type Database = {
   login_failures: LoginFailureTable;
   access_keys: AccessKeyTable;
   realm_user_counts: RealmUserCountTable;
+  login_authenticators: LoginAuthenticatorTable;
+  action_tokens: ActionTokenTable;
+  otp_used_steps: OtpUsedStepTable;
 };
 
 export type Realm = Selectable<RealmTable>;
@@ -340,3 +371,5 @@ export type IdentityProvider = Selectable<IdentityProviderTable>;
 export type Component = Selectable<ComponentTable>;
 export type Group = Selectable<GroupTable>;
 export type AccessKey = Selectable<AccessKeyTable>;
+export type LoginAuthenticator = Selectable<LoginAuthenticatorTable>;
+export type Credential = Selectable<CredentialTable>;

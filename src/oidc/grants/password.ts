@@ -7,7 +7,10 @@ import crypto from 'node:crypto';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 
 import type { LoginEvent } from '../../events/events.ts';
-import { authenticatePassword } from '../../login/authenticate.ts';
+import { authenticatePassword, type PasswordAuthentication } from '../../login/authenticate.ts';
+import { lockoutEvent, recordLoginFailure, recordLoginSuccess } from '../../login/brute-force.ts';
+import { listOtpDevices, verifyOtp } from '../../login/otp.ts';
+import { matchingDevices, pendingRequiredActions } from '../../login/required-action-pages.ts';
 import { ACCESS_KEY_PATTERN, type AccessKeyFailure } from '../../access-keys/access-keys.ts';
 import { authenticateAccessKey } from '../../access-keys/key-lookup.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
@@ -51,14 +54,31 @@ export function passwordGrant(realm: RealmContext, record: GrantEvents) {
       user = { id: result.key.userId };
       loginUsername = result.key.username;
     } else {
-      const result = await authenticatePassword(realm, username, password);
+      // Failures are cleared only after the OTP too, so code guesses count towards a lockout.
+      const result = await authenticatePassword(realm, username, password, ctx.ip, { clearFailuresOnSuccess: false });
       details = { auth_method: 'openid-connect', grant_type: 'password', username };
       if (!result.ok) {
         record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user?.id, error: result.error, details });
-        if (result.error === 'user_disabled') throw oauthError('invalid_grant', 'Account disabled');
-        throw oauthError('invalid_grant', 'Invalid user credentials', 401);
+        if (result.lockoutEvent) record(realm, { ...result.lockoutEvent, ...base });
+        throw passwordFailure(result);
       }
-      if (result.user.required_actions.length > 0) {
+      const { authenticator } = result;
+      // Keycloak's direct grant asks for `totp` from users with an OTP device (here: one the
+      // authenticator accepts); a missing or wrong code is a failed login like a wrong password.
+      const devices = matchingDevices(await listOtpDevices(realm.db, result.user.id), authenticator);
+      if (devices.length > 0) {
+        const code = (params.totp ?? '').replace(/\s+/g, '');
+        const verified = code ? await verifyOtp(realm.db, realm.box, { userId: result.user.id, code, settings: authenticator.settings }) : { ok: false as const };
+        if (!verified.ok || !devices.some((d) => d.id === verified.credentialId)) {
+          record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user.id, error: code ? 'invalid_totp' : 'invalid_user_credentials', details });
+          const event = lockoutEvent(result.user.id, ctx.ip, await recordLoginFailure(realm.db, realm.id, result.user, authenticator.settings, ctx.ip));
+          if (event) record(realm, { ...event, ...base });
+          throw oauthError('invalid_grant', 'Invalid user credentials', 401);
+        }
+      }
+      await recordLoginSuccess(realm.db, realm.id, result.user.id, authenticator.settings);
+      // Required actions (an expired password, MFA without a device...) need the browser pages.
+      if ((await pendingRequiredActions(realm, result.user, authenticator)).length > 0) {
         record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user.id, error: 'resolve_required_actions', details });
         throw oauthError('invalid_grant', 'Account is not fully set up');
       }
@@ -78,6 +98,17 @@ export function passwordGrant(realm: RealmContext, record: GrantEvents) {
     ctx.body = started.body;
     record(realm, { ...base, type: 'LOGIN', userId: user.id, sessionId: started.sessionId, details });
   };
+}
+
+/**
+ * Keycloak's direct-grant answers: a locked account (temporary or permanent) gets exactly the
+ * wrong-password answer; "Account disabled" only for a disabled account with the right password.
+ */
+function passwordFailure(result: Exclude<PasswordAuthentication, { ok: true }>): errors.OIDCProviderError {
+  if (result.error === 'user_disabled' && !result.locked) return oauthError('invalid_grant', 'Account disabled');
+  // Cloakroom's own: the user's login authenticator allows other client addresses only.
+  if (result.error === 'ip_not_allowed') return oauthError('invalid_grant', 'Login not allowed from this address');
+  return oauthError('invalid_grant', 'Invalid user credentials', 401);
 }
 
 /** LOGIN_ERROR errors of key logins: Keycloak's for a password login where one matches. */

@@ -327,9 +327,12 @@ describe('secrets', () => {
 
     // What the admin console does: PUT back what it read, with one field changed.
     expect((await call('PUT', '/xr-smtp', { ...rep, smtpServer: { ...rep.smtpServer, from: 'desk@example.com' } })).status).toBe(204);
-    expect((await stored()).smtpServer).toEqual({ ...smtpServer, from: 'desk@example.com' });
+    // The password rests sealed (src/mail/smtp-config.ts).
+    const { password: _password, ...readable } = smtpServer;
+    expect((await stored()).smtpServer).toEqual({ ...readable, from: 'desk@example.com', passwordSealed: expect.stringMatching(/^v1\./) });
+    expect(bench.server.box.open((await stored()).smtpServer.passwordSealed!)).toBe('smtp-pass');
     expect((await call('PUT', '/xr-smtp', { smtpServer: { ...smtpServer, password: 'new-pass' } })).status).toBe(204);
-    expect((await stored()).smtpServer.password).toBe('new-pass');
+    expect(bench.server.box.open((await stored()).smtpServer.passwordSealed!)).toBe('new-pass');
   });
 });
 
