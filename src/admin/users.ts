@@ -22,6 +22,7 @@ import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
 import { countRealmPeople, escapeLike, isEveryPerson, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
+import { recordEvent } from '../events/events.ts';
 import { defaultRoleOf, UUID } from './realms.ts';
 import {
   AdminError, AdminErrorResponse, badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest,
@@ -102,6 +103,13 @@ export async function userRepresentations(db: Db, users: User[], options: UserRe
       ...access,
     };
   });
+}
+
+/** REMOVE_TOTP in the realm's login events (next to the admin event) when OTP devices went. */
+async function recordRemovedTotp(req: RealmRequest, userId: string, removed: number): Promise<void> {
+  if (removed === 0) return;
+  const realm = await req.services.registry.get(req.realm.name);
+  if (realm) recordEvent(req.db, realm, req.services.logger, { type: 'REMOVE_TOTP', userId, ipAddress: req.ctx.ip, details: { removed_by: 'admin', credentials: String(removed) } });
 }
 
 /** A login authenticator id of this realm (null clears, undefined leaves as is); 400 for another. */
@@ -840,6 +848,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     const user = await findUser(req);
     const credential = await findUserCredential(req, user.id);
     await db.deleteFrom('credentials').where('id', '=', credential.id).execute();
+    if (credential.type === 'otp') await recordRemovedTotp(req, user.id, 1);
     return noContent();
   });
 
@@ -871,7 +880,8 @@ export function registerUsersRoutes(admin: AdminRouter): void {
 
   admin.realm('put', '/users/:id/remove-totp', { permission: 'manage-users', changesRealm: false }, async (req) => {
     const user = await findUser(req);
-    await db.deleteFrom('credentials').where('user_id', '=', user.id).where('type', '=', 'otp').execute();
+    const removed = await db.deleteFrom('credentials').where('user_id', '=', user.id).where('type', '=', 'otp').executeTakeFirst();
+    await recordRemovedTotp(req, user.id, Number(removed.numDeletedRows));
     return noContent();
   });
 

@@ -4,11 +4,15 @@
 // in gives the same document.
 // Every table is read with a handful of realm-wide queries (never one per user or client), so a
 // realm with 100,000 users exports in a few seconds.
+import { sql } from 'kysely';
+
 import type { SecretBox } from '../crypto/secret-box.ts';
 import { isSmtpMap, maskedSmtpServer, openSmtpServer } from '../mail/smtp-config.ts';
 import type { Db } from '../store/db.ts';
 import { SECRET_MASK, withSecrets } from '../store/sealed-config.ts';
-import type { Realm } from '../store/schema.ts';
+import type { LoginAuthenticator, Realm } from '../store/schema.ts';
+import { EXTRA_FIELDS, parseAuthenticatorSettings } from '../login/authenticator-settings.ts';
+import { DEFAULT_AUTHENTICATOR_NAME, authenticatorSettings } from '../login/login-authenticators.ts';
 import { requiredActionProviders } from '../login/required-actions.ts';
 import { keycloakRealmDefaults } from './defaults.ts';
 import { STRUCTURAL_REALM_FIELDS, type RealmRepresentation } from './representation.ts';
@@ -60,6 +64,13 @@ function bySettingsOrder([a]: [string, unknown], [b]: [string, unknown]): number
   return ia !== ib ? ia - ib : a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * What ensureDefaultAuthenticator (src/login/login-authenticators.ts) describes a new default row
+ * with: such a row, untouched and unused, is left out so plain realms export as Keycloak does.
+ */
+const DEFAULT_AUTHENTICATOR_DESCRIPTION = 'Realm default (the realm password policy, brute force and OTP settings)';
+const DEFAULT_EXTRAS = JSON.stringify(EXTRA_FIELDS.map((field) => parseAuthenticatorSettings({})[field]));
+
 /** Realm fields that come from columns or other tables, never from realms.settings. */
 const NOT_FROM_SETTINGS = new Set([...STRUCTURAL_REALM_FIELDS, 'defaultGroups', 'displayName']);
 
@@ -77,6 +88,10 @@ class RealmExport {
   /** client uuid -> clientId */
   readonly clientIds = new Map<string, string>();
   readonly roles = new Map<string, RoleRef>();
+  /** login authenticator id -> name */
+  readonly authenticatorNames = new Map<string, string>();
+  /** Login authenticators an exported user or group names. */
+  readonly usedAuthenticators = new Set<string>();
 
   constructor(db: Db, box: SecretBox, realm: Realm, options: ExportOptions) {
     this.db = db;
@@ -118,6 +133,10 @@ class RealmExport {
     });
     const clientMappers = groupBy(mappers.filter((m) => m.client_id !== null), (m) => m.client_id!);
     const scopeMappers = groupBy(mappers.filter((m) => m.client_scope_id !== null), (m) => m.client_scope_id!);
+
+    const authenticators = await db.selectFrom('login_authenticators').selectAll().where('realm_id', '=', realmId)
+      .orderBy('is_default', 'desc').orderBy(sql`lower(name)`).execute();
+    for (const a of authenticators) this.authenticatorNames.set(a.id, a.name);
 
     const settings = realm.settings as Json;
     const rep: Json = { id: realm.id, realm: realm.name };
@@ -232,8 +251,35 @@ class RealmExport {
     rep.components = await this.components();
     // The realm's required action providers: the stored list, or Keycloak's defaults.
     rep.requiredActions = requiredActionProviders(settings);
+    const loginAuthenticators = this.loginAuthenticators(authenticators);
+    if (loginAuthenticators) rep.loginAuthenticators = loginAuthenticators;
     rep.keycloakVersion = KEYCLOAK_EXPORT_VERSION;
     return rep as RealmRepresentation;
+  }
+
+  /**
+   * Cloakroom's login authenticators (beyond Keycloak, which ignores the field): the default with
+   * only its extras (its Keycloak fields are the realm's own), named ones with every setting.
+   * Left out when there is nothing but an untouched, unused default.
+   */
+  loginAuthenticators(rows: LoginAuthenticator[]): Json[] | undefined {
+    const pristine = (row: LoginAuthenticator): boolean => row.is_default && row.name === DEFAULT_AUTHENTICATOR_NAME
+      && (row.description === null || row.description === DEFAULT_AUTHENTICATOR_DESCRIPTION) && !this.usedAuthenticators.has(row.id)
+      && JSON.stringify(EXTRA_FIELDS.map((field) => authenticatorSettings(this.realm, row)[field])) === DEFAULT_EXTRAS;
+    if (rows.every(pristine)) return undefined;
+    return rows.map((row) => {
+      const head: Json = { name: row.name, ...(row.description !== null ? { description: row.description } : {}) };
+      const settings = authenticatorSettings(this.realm, row);
+      if (!row.is_default) return { ...head, ...settings };
+      return { ...head, default: true, ...Object.fromEntries(EXTRA_FIELDS.map((field) => [field, settings[field]])) };
+    });
+  }
+
+  /** The name of the login authenticator a user or group row has, noted as used. */
+  authenticatorName(id: string | null): string | undefined {
+    if (id === null) return undefined;
+    this.usedAuthenticators.add(id);
+    return this.authenticatorNames.get(id);
   }
 
   /** The SMTP password is stored sealed (src/mail/smtp-config.ts): opened or masked like other secrets. */
@@ -253,10 +299,11 @@ class RealmExport {
     const tree = (parentId: string | null, parentPath: string): Json[] => (childrenOf.get(parentId) ?? []).map((g) => {
       const path = `${parentPath}/${g.name}`;
       const names = this.roleNames((rolesOf.get(g.id) ?? []).map((r) => r.role_id));
+      const loginAuthenticator = this.authenticatorName(g.login_authenticator_id);
       return {
         id: g.id, name: g.name, ...(g.description !== null ? { description: g.description } : {}), path,
         ...(parentId !== null ? { parentId } : {}), subGroups: tree(g.id, path), attributes: g.attributes,
-        realmRoles: names.realm, clientRoles: names.client,
+        realmRoles: names.realm, clientRoles: names.client, ...(loginAuthenticator !== undefined ? { loginAuthenticator } : {}),
       };
     });
     return tree(null, '');
@@ -367,6 +414,8 @@ class RealmExport {
       }
       out.notBefore = u.not_before;
       if (all) out.groups = sortedNames((groupsOf.get(u.id) ?? []).map((g) => paths.get(g.group_id)!));
+      const loginAuthenticator = this.authenticatorName(u.login_authenticator_id);
+      if (loginAuthenticator !== undefined) out.loginAuthenticator = loginAuthenticator;
       return out;
     });
   }

@@ -11,6 +11,8 @@ import { newClientSecret, newId } from '../crypto/random.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
 import { PasswordPolicyError, checkPassword, formatPasswordPolicy, formatPolicyViolation, parsePasswordPolicy, type PolicyEntry } from '../login/password-policy.ts';
 import { RequiredActionsError, importedRequiredActions } from '../login/required-actions.ts';
+import { EXTRA_FIELDS } from '../login/authenticator-settings.ts';
+import { DEFAULT_AUTHENTICATOR_NAME, ensureDefaultAuthenticator } from '../login/login-authenticators.ts';
 import { isSmtpMap, sealSmtpServer } from '../mail/smtp-config.ts';
 import type { Db } from '../store/db.ts';
 import type { AccessKeyTable, CredentialTable, FederatedIdentityTable, NewUser } from '../store/schema.ts';
@@ -18,9 +20,9 @@ import { COMPONENT_SECRET_KEYS, IDENTITY_PROVIDER_SECRET_KEYS, SECRET_MASK, seal
 import { keycloakRealmDefaults } from './defaults.ts';
 import { createRealmKey } from './keys.ts';
 import {
-  STRUCTURAL_REALM_FIELDS, clientRep, clientScopeRep, realmRep, roleRep,
-  type ClientRepresentation, type CredentialRepresentation, type GroupRepresentation, type RoleRepresentation,
-  userRep,
+  STRUCTURAL_REALM_FIELDS, clientRep, clientScopeRep, loginAuthenticatorsRep, realmRep, roleRep,
+  type ClientRepresentation, type CredentialRepresentation, type GroupRepresentation, type LoginAuthenticatorRepresentation,
+  type RoleRepresentation, userRep,
 } from './representation.ts';
 import { parseRealmSettings } from './settings.ts';
 
@@ -126,13 +128,25 @@ const importRealmRep = realmRep.extend({
   identityProviderMappers: z.array(identityProviderMapperRep).optional(),
   components: z.record(z.string(), z.array(componentExportRep)).optional(),
   defaultGroups: z.array(z.string()).optional(),
+  /** Beyond Keycloak (which ignores the field): Cloakroom's login authenticators. */
+  loginAuthenticators: loginAuthenticatorsRep.optional(),
 });
 export type RealmImportRepresentation = z.infer<typeof importRealmRep>;
 
 export type ImportResult = { realmId: string; realm: string; clientSecrets: Record<string, string> };
 
-function issues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+function issues(error: z.ZodError, input?: unknown): string {
+  return error.issues.map((i) => `${issuePlace(i.path, input)}: ${i.message}`).join('; ');
+}
+
+/** Where a problem is: a login authenticator is named rather than numbered. */
+function issuePlace(path: PropertyKey[], input: unknown): string {
+  if (path[0] === 'loginAuthenticators' && typeof path[1] === 'number') {
+    const entry = (input as { loginAuthenticators?: unknown[] } | undefined)?.loginAuthenticators?.[path[1]];
+    const name = (entry as { name?: unknown } | undefined)?.name;
+    if (typeof name === 'string') return `login authenticator "${name}"${path.length > 2 ? `: ${path.slice(2).map(String).join('.')}` : ''}`;
+  }
+  return path.map(String).join('.') || '(root)';
 }
 
 /**
@@ -141,7 +155,7 @@ function issues(error: z.ZodError): string {
  */
 export function parseRealmRepresentation(input: unknown): RealmImportRepresentation {
   const parsed = importRealmRep.safeParse(input);
-  if (!parsed.success) throw new ImportError(issues(parsed.error));
+  if (!parsed.success) throw new ImportError(issues(parsed.error, input));
   const extra = parsed.data as Record<string, unknown>;
   // Keycloak parses the password policy at import (its wording when invalid) and keeps its normal form.
   if (typeof extra.passwordPolicy === 'string') {
@@ -264,6 +278,9 @@ export class RealmImport {
   readonly groupPaths = new Map<string, string>();
   /** IdP alias -> internal id */
   readonly identityProviders = new Map<string, string>();
+  /** Lower-cased login authenticator name -> id */
+  readonly loginAuthenticators = new Map<string, string>();
+  #hasDefaultAuthenticator = false;
   /** Lower-cased usernames written by this writer: a second one is a mistake in the input. */
   readonly #usernames = new Set<string>();
   /** Access key ids written by this writer (ids are unique across realms). */
@@ -309,6 +326,7 @@ export class RealmImport {
       not_before: rep.notBefore ?? 0,
     }).execute();
 
+    await this.importLoginAuthenticators(rep.loginAuthenticators ?? []);
     await this.importClientScopes();
     await this.importRealmRoles();
     const clientReps = this.mergedClients();
@@ -531,14 +549,57 @@ export class RealmImport {
       ids.push(id);
       const path = `${parent?.path ?? ''}/${group.name}`;
       this.groupPaths.set(path, id);
+      const loginAuthenticatorId = group.loginAuthenticator ? await this.loginAuthenticatorId(group.loginAuthenticator, `group "${path}"`) : null;
       await this.db.insertInto('groups').values({
         id, realm_id: this.realmId, parent_id: parent?.id ?? null, name: group.name,
         description: group.description ?? null, attributes: JSON.stringify(group.attributes ?? {}),
+        login_authenticator_id: loginAuthenticatorId,
       }).execute();
       await this.grantRoles('group_roles', id, group.realmRoles ?? [], group.clientRoles ?? {});
       await this.importGroups(group.subGroups ?? [], { id, path });
     }
     return ids;
+  }
+
+  /**
+   * Login authenticators before the groups and users that name them. The default entry names and
+   * describes the default row (created as the Admin API creates it; no description is none, as
+   * exports write it) and sets its extras; its Keycloak fields are the realm settings just written.
+   */
+  async importLoginAuthenticators(list: LoginAuthenticatorRepresentation[]): Promise<void> {
+    // The default first: its row starts as "default", which a named entry may be called.
+    const ordered = [...list].sort((a, b) => Number(b.default ?? false) - Number(a.default ?? false));
+    for (const entry of ordered) {
+      const { name, description, default: isDefault, ...settings } = entry;
+      let id: string;
+      if (isDefault) {
+        id = (await ensureDefaultAuthenticator(this.db, this.realmId)).id;
+        const extras = Object.fromEntries(EXTRA_FIELDS.map((field) => [field, settings[field]]));
+        await this.db.updateTable('login_authenticators')
+          .set({ name, description: description ?? null, config: JSON.stringify(extras) })
+          .where('id', '=', id).execute();
+        this.#hasDefaultAuthenticator = true;
+      } else {
+        id = newId();
+        await this.db.insertInto('login_authenticators').values({
+          id, realm_id: this.realmId, name, description: description ?? null, is_default: false, config: JSON.stringify(settings),
+        }).execute();
+      }
+      this.loginAuthenticators.set(name.toLowerCase(), id);
+    }
+  }
+
+  /** The id of the login authenticator `owner` names; the default row is made on first use, as elsewhere. */
+  async loginAuthenticatorId(name: string, owner: string): Promise<string> {
+    const known = this.loginAuthenticators.get(name.toLowerCase());
+    if (known) return known;
+    if (!this.#hasDefaultAuthenticator && name.toLowerCase() === DEFAULT_AUTHENTICATOR_NAME) {
+      const row = await ensureDefaultAuthenticator(this.db, this.realmId);
+      this.#hasDefaultAuthenticator = true;
+      this.loginAuthenticators.set(row.name.toLowerCase(), row.id);
+      if (row.name.toLowerCase() === name.toLowerCase()) return row.id;
+    }
+    throw new ImportError(`${owner}: login authenticator "${name}" does not exist`);
   }
 
   groupId(path: string): string | undefined {
@@ -604,7 +665,10 @@ export class RealmImport {
 
   /** Fills the name -> id maps from the database (a realm that exists, or after deletions). */
   async loadExisting(): Promise<void> {
-    for (const map of [this.realmRoles, this.clientRoles, this.clients, this.scopes, this.groupPaths, this.identityProviders]) map.clear();
+    for (const map of [this.realmRoles, this.clientRoles, this.clients, this.scopes, this.groupPaths, this.identityProviders, this.loginAuthenticators]) map.clear();
+    const authenticators = await this.db.selectFrom('login_authenticators').select(['id', 'name', 'is_default']).where('realm_id', '=', this.realmId).execute();
+    for (const a of authenticators) this.loginAuthenticators.set(a.name.toLowerCase(), a.id);
+    this.#hasDefaultAuthenticator = authenticators.some((a) => a.is_default);
     const roles = await this.db.selectFrom('roles').leftJoin('clients', 'clients.id', 'roles.client_id')
       .select(['roles.id', 'roles.name', 'clients.client_id']).where('roles.realm_id', '=', this.realmId).execute();
     for (const role of roles) {
@@ -656,6 +720,10 @@ export class RealmImport {
     const accessKeys: Array<Insertable<AccessKeyTable>> = [];
     // Plain passwords are hashed on the libuv pool, so a batch's hashes run side by side.
     const credentials = await Promise.all(batch.map((user, index) => this.#credentialRows(user, ids[index]!)));
+    const authenticatorIds: Array<string | null> = [];
+    for (const user of batch) {
+      authenticatorIds.push(user.loginAuthenticator ? await this.loginAuthenticatorId(user.loginAuthenticator, `user "${user.username}"`) : null);
+    }
     batch.forEach((user, index) => {
       const id = ids[index]!;
       const username = user.username.toLowerCase();
@@ -675,7 +743,7 @@ export class RealmImport {
         email_verified: user.emailVerified, enabled: user.enabled, first_name: user.firstName ?? null,
         last_name: user.lastName ?? null, federation_link: user.federationLink ?? null,
         service_account_client_id: serviceAccountClient ?? null, application: user.application ?? false,
-        attributes: JSON.stringify(user.attributes ?? {}),
+        attributes: JSON.stringify(user.attributes ?? {}), login_authenticator_id: authenticatorIds[index]!,
         required_actions: JSON.stringify(requiredActions), not_before: user.notBefore ?? 0,
         ...(user.createdTimestamp ? { created_at: new Date(user.createdTimestamp) } : {}),
       });

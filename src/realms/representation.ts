@@ -3,6 +3,10 @@
 // carries is rejected.
 import { z } from 'zod';
 
+import { EXTRA_FIELDS, authenticatorSettingsSchema, parseAuthenticatorSettings, type AuthenticatorSettings } from '../login/authenticator-settings.ts';
+import { isValidIpRange } from '../login/ip-ranges.ts';
+import { PasswordPolicyError, formatPasswordPolicy, parsePasswordPolicy } from '../login/password-policy.ts';
+
 const stringMap = z.record(z.string(), z.string());
 const multiMap = z.record(z.string(), z.array(z.string()));
 /** Keycloak writes attribute values as strings, but hand-written JSON often has plain values. */
@@ -106,6 +110,8 @@ export const userRep = z.object({
   federationLink: z.string().nullish(),
   notBefore: z.number().optional(),
   createdTimestamp: z.number().optional(),
+  /** Beyond Keycloak: the name of the user's own login authenticator. */
+  loginAuthenticator: z.string().min(1).nullish(),
 }).loose();
 export type UserRepresentation = z.infer<typeof userRep>;
 
@@ -117,6 +123,8 @@ export type GroupRepresentation = {
   realmRoles?: string[];
   clientRoles?: Record<string, string[]>;
   subGroups?: GroupRepresentation[];
+  /** Beyond Keycloak: the name of the group's login authenticator. */
+  loginAuthenticator?: string | null;
 };
 export const groupRep: z.ZodType<GroupRepresentation> = z.lazy(() => z.object({
   id: z.string().optional(),
@@ -126,6 +134,7 @@ export const groupRep: z.ZodType<GroupRepresentation> = z.lazy(() => z.object({
   realmRoles: z.array(z.string()).optional(),
   clientRoles: z.record(z.string(), z.array(z.string())).optional(),
   subGroups: z.array(groupRep).optional(),
+  loginAuthenticator: z.string().min(1).nullish(),
 }).loose());
 
 const scopeMappingRep = z.object({
@@ -165,7 +174,74 @@ export const STRUCTURAL_REALM_FIELDS = new Set([
   'id', 'realm', 'displayName', 'enabled', 'notBefore', 'clientScopes', 'defaultDefaultClientScopes',
   'defaultOptionalClientScopes', 'roles', 'defaultRole', 'clients', 'users', 'groups', 'scopeMappings',
   'clientScopeMappings', 'keycloakVersion', 'federatedUsers', 'components', 'identityProviders',
-  'identityProviderMappers', 'authenticationFlows', 'authenticatorConfig', 'requiredActions',
+  'identityProviderMappers', 'authenticationFlows', 'authenticatorConfig', 'requiredActions', 'loginAuthenticators',
 ]);
+
+// --- Login authenticators (beyond Keycloak: Cloakroom's `loginAuthenticators` realm field) ---------
+
+const SETTINGS_DEFAULTS = parseAuthenticatorSettings({});
+const jsonKind = (value: unknown): string => (Array.isArray(value) ? 'array' : value === null ? 'null' : typeof value);
+
+/**
+ * One settings field as an import reads it: the stored schema's rule without its silent fallback
+ * (a file with a wrong value is refused, not quietly reset), and the JSON type of its default
+ * (no coercion of "3" or true into numbers). Absent fields take Keycloak's default.
+ */
+function strictSetting(field: string): z.ZodType {
+  const kind = jsonKind((SETTINGS_DEFAULTS as Record<string, unknown>)[field]);
+  const stored = authenticatorSettingsSchema.shape[field as keyof AuthenticatorSettings] as unknown as z.ZodDefault<z.ZodCatch<z.ZodType>>;
+  return z.custom((value) => jsonKind(value) === kind, `expected ${kind}`).pipe(stored.removeDefault().removeCatch()).optional();
+}
+const strictSettings = z.object({
+  ...Object.fromEntries(Object.keys(authenticatorSettingsSchema.shape).map((field) => [field, strictSetting(field)])),
+  allowedIpRanges: z.array(z.string().refine(isValidIpRange, 'not an IP address or CIDR range')).optional(),
+});
+
+/**
+ * A login authenticator in realm JSON. The default carries only Cloakroom's extras (its Keycloak
+ * fields are the realm's own passwordPolicy, brute-force and otpPolicy fields; any given here are
+ * ignored); a named one carries every settings field, filled with Keycloak's defaults.
+ */
+export type LoginAuthenticatorRepresentation = { name: string; description?: string; default?: true } & Partial<AuthenticatorSettings>;
+
+export const loginAuthenticatorRep: z.ZodType<LoginAuthenticatorRepresentation> = z.object({
+  name: z.string().trim().min(1).max(255),
+  description: z.string().max(1000).nullish(),
+  default: z.boolean().optional(),
+}).loose().transform((entry, ctx) => {
+  const parsed = strictSettings.safeParse(entry);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+    return z.NEVER;
+  }
+  const settings = parseAuthenticatorSettings(parsed.data);
+  const head = { name: entry.name, ...(typeof entry.description === 'string' ? { description: entry.description } : {}) };
+  if (entry.default) {
+    return { ...head, default: true as const, ...Object.fromEntries(EXTRA_FIELDS.map((f) => [f, settings[f]])) };
+  }
+  try {
+    // Keycloak's wording for a bad policy, and its normal form (as the Admin API stores it).
+    settings.passwordPolicy = formatPasswordPolicy(parsePasswordPolicy(settings.passwordPolicy, { strict: true }));
+  } catch (error) {
+    if (!(error instanceof PasswordPolicyError)) throw error;
+    ctx.addIssue({ code: 'custom', message: error.message, path: ['passwordPolicy'] });
+    return z.NEVER;
+  }
+  return { ...head, ...settings };
+});
+
+/** The realm's list: names unique (case-insensitive, as the database has them), at most one default. */
+export const loginAuthenticatorsRep = z.array(loginAuthenticatorRep).superRefine((list, ctx) => {
+  const seen = new Set<string>();
+  for (const entry of list) {
+    const key = entry.name.toLowerCase();
+    if (seen.has(key)) ctx.addIssue({ code: 'custom', message: `login authenticator "${entry.name}" is listed twice` });
+    seen.add(key);
+  }
+  const defaults = list.filter((entry) => entry.default);
+  if (defaults.length > 1) {
+    ctx.addIssue({ code: 'custom', message: `only one login authenticator can be the default (${defaults.map((d) => `"${d.name}"`).join(', ')} are)` });
+  }
+});
 
 export { stringMap, multiMap };

@@ -30,6 +30,9 @@ async function newUser(username: string): Promise<string> {
   return id;
 }
 
+/** The admin client types some realm-scoped calls' payload as `void & {realm?}`, which a literal cannot satisfy. */
+const inRealm = (realm: string): never => ({ realm }) as never;
+
 const reset = (id: string, value: string, temporary = false) =>
   call('PUT', `/${REALM}/users/${id}/reset-password`, { type: 'password', value, temporary });
 
@@ -150,7 +153,7 @@ describe('required actions', () => {
   beforeAll(async () => { await bench.admin.realms.create({ realm, enabled: true }); });
 
   it('lists Keycloak 26\'s providers of a new realm in priority order', async () => {
-    const list = await bench.admin.authenticationManagement.getRequiredActions({ realm });
+    const list = await bench.admin.authenticationManagement.getRequiredActions(inRealm(realm));
     expect(list.map((a) => [a.alias, a.priority, a.enabled])).toEqual([
       ['CONFIGURE_TOTP', 10, true], ['TERMS_AND_CONDITIONS', 20, false], ['UPDATE_PASSWORD', 30, true], ['UPDATE_PROFILE', 40, true],
       ['VERIFY_EMAIL', 50, true], ['delete_account', 60, false], ['UPDATE_EMAIL', 70, false], ['webauthn-register', 80, true],
@@ -160,7 +163,7 @@ describe('required actions', () => {
     expect(list[0]).toEqual({ alias: 'CONFIGURE_TOTP', name: 'Configure OTP', providerId: 'CONFIGURE_TOTP', enabled: true, defaultAction: false, priority: 10, config: {} });
     expect(await bench.admin.authenticationManagement.getRequiredActionForAlias({ realm, alias: 'UPDATE_PASSWORD' })).toMatchObject({ name: 'Update Password', priority: 30 });
     expect(await bench.admin.authenticationManagement.getRequiredActionForAlias({ realm, alias: 'NOPE' })).toBeNull();
-    expect(await bench.admin.authenticationManagement.getUnregisteredRequiredActions({ realm })).toEqual([]);
+    expect(await bench.admin.authenticationManagement.getUnregisteredRequiredActions(inRealm(realm))).toEqual([]);
     // Only exports carry them, not the realm representation.
     expect(await bench.admin.realms.findOne({ realm })).not.toHaveProperty('requiredActions');
   });
@@ -179,26 +182,26 @@ describe('required actions', () => {
 
   it('raises and lowers priorities by swapping with the neighbour', async () => {
     await bench.admin.authenticationManagement.raiseRequiredActionPriority({ realm, alias: 'UPDATE_PROFILE' });
-    let list = await bench.admin.authenticationManagement.getRequiredActions({ realm });
+    let list = await bench.admin.authenticationManagement.getRequiredActions(inRealm(realm));
     expect(list.slice(0, 4).map((a) => [a.alias, a.priority])).toEqual([['CONFIGURE_TOTP', 10], ['TERMS_AND_CONDITIONS', 20], ['UPDATE_PROFILE', 30], ['UPDATE_PASSWORD', 40]]);
     await bench.admin.authenticationManagement.lowerRequiredActionPriority({ realm, alias: 'CONFIGURE_TOTP' });
-    list = await bench.admin.authenticationManagement.getRequiredActions({ realm });
+    list = await bench.admin.authenticationManagement.getRequiredActions(inRealm(realm));
     expect(list.slice(0, 2).map((a) => [a.alias, a.priority])).toEqual([['TERMS_AND_CONDITIONS', 10], ['CONFIGURE_TOTP', 20]]);
     // At either end nothing moves.
     await bench.admin.authenticationManagement.raiseRequiredActionPriority({ realm, alias: 'TERMS_AND_CONDITIONS' });
     await bench.admin.authenticationManagement.lowerRequiredActionPriority({ realm, alias: 'update_user_locale' });
-    expect((await bench.admin.authenticationManagement.getRequiredActions({ realm })).map((a) => a.priority)).toEqual(list.map((a) => a.priority));
+    expect((await bench.admin.authenticationManagement.getRequiredActions(inRealm(realm))).map((a) => a.priority)).toEqual(list.map((a) => a.priority));
   });
 
   it('deletes a provider, lists it as unregistered and registers it again after the last one', async () => {
     await bench.admin.authenticationManagement.deleteRequiredAction({ realm, alias: 'delete_account' });
     expect(await bench.admin.authenticationManagement.getRequiredActionForAlias({ realm, alias: 'delete_account' })).toBeNull();
-    expect(await bench.admin.authenticationManagement.getUnregisteredRequiredActions({ realm })).toEqual([{ name: 'Delete Account', providerId: 'delete_account' }]);
+    expect(await bench.admin.authenticationManagement.getUnregisteredRequiredActions(inRealm(realm))).toEqual([{ name: 'Delete Account', providerId: 'delete_account' }]);
     await bench.admin.authenticationManagement.registerRequiredAction({ realm, providerId: 'delete_account', name: 'Delete Account' });
     expect(await bench.admin.authenticationManagement.getRequiredActionForAlias({ realm, alias: 'delete_account' })).toEqual({
       alias: 'delete_account', name: 'Delete Account', providerId: 'delete_account', enabled: true, defaultAction: false, priority: 1001, config: {},
     });
-    expect(await bench.admin.authenticationManagement.getUnregisteredRequiredActions({ realm })).toEqual([]);
+    expect(await bench.admin.authenticationManagement.getUnregisteredRequiredActions(inRealm(realm))).toEqual([]);
     expect((await call('POST', `/${realm}/authentication/register-required-action`, { providerId: 'delete_account' })).status).toBe(409);
     expect(await call('POST', `/${realm}/authentication/register-required-action`, { providerId: 'no-such-action' })).toEqual({
       status: 400, body: { errorMessage: 'Unknown required action provider: no-such-action' },
@@ -211,10 +214,10 @@ describe('required actions', () => {
     const other = 'ra-permissions';
     await bench.admin.realms.create({ realm: other, enabled: true });
     const viewer = await bench.realmAdmin(other, ['view-users']);
-    expect((await viewer.authenticationManagement.getRequiredActions({ realm: other })).length).toBe(14);
+    expect((await viewer.authenticationManagement.getRequiredActions(inRealm(other))).length).toBe(14);
     await expect(viewer.authenticationManagement.raiseRequiredActionPriority({ realm: other, alias: 'UPDATE_PASSWORD' })).rejects.toThrow('HTTP 403 Forbidden');
     const nobody = await bench.realmAdmin(other, []);
-    await expect(nobody.authenticationManagement.getRequiredActions({ realm: other })).rejects.toThrow('HTTP 403 Forbidden');
+    await expect(nobody.authenticationManagement.getRequiredActions(inRealm(other))).rejects.toThrow('HTTP 403 Forbidden');
     const manager = await bench.realmAdmin(other, ['manage-realm']);
     await manager.authenticationManagement.raiseRequiredActionPriority({ realm: other, alias: 'UPDATE_PASSWORD' });
     expect((await manager.authenticationManagement.getRequiredActionForAlias({ realm: other, alias: 'UPDATE_PASSWORD' }))?.priority).toBe(20);
@@ -223,7 +226,7 @@ describe('required actions', () => {
   it('exports the stored list and imports one, adding the defaults it lacks', async () => {
     const exported = await call('POST', `/${realm}/partial-export`);
     expect(exported.status).toBe(200);
-    const stored = await bench.admin.authenticationManagement.getRequiredActions({ realm });
+    const stored = await bench.admin.authenticationManagement.getRequiredActions(inRealm(realm));
     expect(exported.body.requiredActions).toEqual(stored);
 
     const fresh = await call('POST', `/${REALM}/partial-export`);
@@ -236,7 +239,7 @@ describe('required actions', () => {
         { alias: 'terms_and_conditions', name: 'Terms and Conditions', providerId: 'terms_and_conditions', enabled: true, defaultAction: false, priority: 6, config: {} },
       ],
     } as never);
-    const imported = await bench.admin.authenticationManagement.getRequiredActions({ realm: 'ra-import' });
+    const imported = await bench.admin.authenticationManagement.getRequiredActions(inRealm('ra-import'));
     expect(imported.slice(0, 3).map((a) => [a.alias, a.priority, a.enabled, a.defaultAction])).toEqual([
       ['UPDATE_PASSWORD', 5, true, true], ['TERMS_AND_CONDITIONS', 6, true, false], ['CONFIGURE_TOTP', 10, true, false],
     ]);
