@@ -14,6 +14,7 @@ import {
 export type EffectiveAuthenticator = { id: string; name: string; isDefault: boolean; settings: AuthenticatorSettings };
 
 export const DEFAULT_AUTHENTICATOR_NAME = 'default';
+export const DEFAULT_AUTHENTICATOR_DESCRIPTION = 'Realm default (the realm password policy, brute force and OTP settings)';
 
 function pick(source: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
   return Object.fromEntries(fields.filter((f) => source[f] !== undefined).map((f) => [f, source[f]]));
@@ -36,7 +37,7 @@ export async function ensureDefaultAuthenticator(db: Db, realmId: string): Promi
     .where(sql`lower(name)`, '=', DEFAULT_AUTHENTICATOR_NAME).executeTakeFirst();
   await db.insertInto('login_authenticators').values({
     id: newId(), realm_id: realmId, name: taken ? `${DEFAULT_AUTHENTICATOR_NAME}-${Date.now()}` : DEFAULT_AUTHENTICATOR_NAME,
-    description: 'Realm default (the realm password policy, brute force and OTP settings)', is_default: true, config: JSON.stringify({}),
+    description: DEFAULT_AUTHENTICATOR_DESCRIPTION, is_default: true, config: JSON.stringify({}),
   }).onConflict((oc) => oc.column('realm_id').where('is_default', '=', true).doNothing()).execute();
   return db.selectFrom('login_authenticators').selectAll().where('realm_id', '=', realmId).where('is_default', '=', true).executeTakeFirstOrThrow();
 }

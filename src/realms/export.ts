@@ -12,7 +12,7 @@ import type { Db } from '../store/db.ts';
 import { SECRET_MASK, withSecrets } from '../store/sealed-config.ts';
 import type { LoginAuthenticator, Realm } from '../store/schema.ts';
 import { EXTRA_FIELDS, parseAuthenticatorSettings } from '../login/authenticator-settings.ts';
-import { DEFAULT_AUTHENTICATOR_NAME, authenticatorSettings } from '../login/login-authenticators.ts';
+import { DEFAULT_AUTHENTICATOR_DESCRIPTION, DEFAULT_AUTHENTICATOR_NAME, authenticatorSettings } from '../login/login-authenticators.ts';
 import { requiredActionProviders } from '../login/required-actions.ts';
 import { keycloakRealmDefaults } from './defaults.ts';
 import { STRUCTURAL_REALM_FIELDS, type RealmRepresentation } from './representation.ts';
@@ -64,11 +64,7 @@ function bySettingsOrder([a]: [string, unknown], [b]: [string, unknown]): number
   return ia !== ib ? ia - ib : a < b ? -1 : a > b ? 1 : 0;
 }
 
-/**
- * What ensureDefaultAuthenticator (src/login/login-authenticators.ts) describes a new default row
- * with: such a row, untouched and unused, is left out so plain realms export as Keycloak does.
- */
-const DEFAULT_AUTHENTICATOR_DESCRIPTION = 'Realm default (the realm password policy, brute force and OTP settings)';
+/** A default row as ensureDefaultAuthenticator makes it, untouched and unused, is left out so plain realms export as Keycloak does. */
 const DEFAULT_EXTRAS = JSON.stringify(EXTRA_FIELDS.map((field) => parseAuthenticatorSettings({})[field]));
 
 /** Realm fields that come from columns or other tables, never from realms.settings. */
