@@ -7,7 +7,9 @@ import type { Context } from 'koa';
 
 import { enrollmentOtpType } from './authenticator-settings.ts';
 import type { EffectiveAuthenticator } from './login-authenticators.ts';
-import { generateOtpSecret, listOtpDevices, newOtpCredentialData, otpCode, otpKeyUri, qrCodeSvg, storeOtpCredential, type OtpDevice } from './otp.ts';
+import {
+  generateOtpSecret, listOtpDevices, newOtpCredentialData, otpCode, otpKeyUri, qrCodeSvg, storeOtpCredential, verifyOtp, type OtpDevice,
+} from './otp.ts';
 import { changePassword, passwordSetAt } from './password-change.ts';
 import { parsePasswordPolicy, passwordChecklist, passwordExpired } from './password-policy.ts';
 import type { PageMessage, PageName } from './pages.ts';
@@ -198,7 +200,9 @@ export async function submitRequiredAction(page: ActionPageContext, action: stri
         return 'rendered';
       }
       if (data.subType === 'hotp') data.counter = matched + 1;
-      await storeOtpCredential(realm.db, realm.box, { realmId: realm.id, userId: user.id, label: label || t('defaultOtpLabel'), secret, data });
+      const credentialId = await storeOtpCredential(realm.db, realm.box, { realmId: realm.id, userId: user.id, label: label || t('defaultOtpLabel'), secret, data });
+      // The enrollment code's time step counts as used: it cannot pass the login's OTP step again.
+      if (data.subType === 'totp') await verifyOtp(realm.db, realm.box, { userId: user.id, code, settings: authenticator.settings, credentialId });
       await removeRequiredAction(page, 'CONFIGURE_TOTP');
       event('UPDATE_TOTP', { credential_type: 'otp', otp_type: data.subType });
       return 'done';

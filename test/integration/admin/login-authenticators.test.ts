@@ -140,6 +140,28 @@ describe('login authenticators admin API', () => {
     expect(update.status).toBe(400);
   });
 
+  it('allowed IP ranges refuse a right password from elsewhere, and only after the password was right', async () => {
+    await bench.admin.clients.create({ realm: OTHER, clientId: 'ip-app', publicClient: true, directAccessGrantsEnabled: true });
+    const { id: userId } = await bench.admin.users.create({
+      realm: OTHER, username: 'remote', enabled: true, credentials: [{ type: 'password', value: 'Remote-password-1', temporary: false }],
+    });
+    const office = idOf(await create({ name: 'office-only', allowedIpRanges: ['10.0.0.0/8', 'fd00::/8'] }, OTHER));
+    expect((await bench.api(`/${OTHER}/users/${userId}/login-authenticator`, { method: 'PUT', body: JSON.stringify({ id: office }) })).status).toBe(204);
+    const token = (password: string): Promise<Response> => fetch(`${bench.server.url}/realms/${OTHER}/protocol/openid-connect/token`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'password', client_id: 'ip-app', username: 'remote', password }).toString(),
+    });
+    const wrong = await token('not-it');
+    expect(wrong.status).toBe(401);
+    expect(await wrong.json()).toMatchObject({ error: 'invalid_grant', error_description: 'Invalid user credentials' });
+    const right = await token('Remote-password-1');
+    expect(right.status).toBe(400);
+    expect(await right.json()).toMatchObject({ error: 'invalid_grant', error_description: 'Login not allowed from this address' });
+    const put = await bench.api(`/${OTHER}/login-authenticators/${office}`, { method: 'PUT', body: JSON.stringify({ allowedIpRanges: ['10.0.0.0/8', '127.0.0.1'] }) });
+    expect(put.status).toBe(204);
+    expect((await token('Remote-password-1')).status).toBe(200);
+  });
+
   it('realm admins need view-realm to read and manage-realm to write', async () => {
     // (In OTHER: REALM's default now demands HOTP, which a password-grant admin client cannot give.)
     const viewer = await bench.realmAdmin(OTHER, ['view-realm']);
