@@ -11,7 +11,7 @@ import type { User } from '../store/schema.ts';
 import { findPasswordCredential, findUserByLogin, replacePasswordHash } from '../store/users.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
 import { ipAllowed } from './ip-ranges.ts';
-import { loginAuthenticatorFor, type EffectiveAuthenticator } from './login-authenticators.ts';
+import { realmLoginAuthenticator, type EffectiveAuthenticator } from './login-authenticators.ts';
 
 /**
  * Keycloak's event error names, plus Cloakroom's ip_not_allowed. A locked account is
@@ -20,7 +20,7 @@ import { loginAuthenticatorFor, type EffectiveAuthenticator } from './login-auth
 export type LoginFailure = 'user_not_found' | 'invalid_user_credentials' | 'user_disabled' | 'user_temporarily_disabled' | 'ip_not_allowed';
 
 export type PasswordAuthentication =
-  | { ok: true; user: User; authenticator: EffectiveAuthenticator }
+  | { ok: true; user: User; authenticator: EffectiveAuthenticator; /** The user has an OTP device (the caller then lists them). */ hasOtp: boolean }
   | { ok: false; error: 'user_not_found'; user?: undefined; authenticator?: undefined; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
   | {
     ok: false;
@@ -51,7 +51,7 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
     await burnVerify(params);
     return { ok: false, error: 'user_not_found' };
   }
-  const authenticator = await loginAuthenticatorFor(realm.db, realm.realm, user);
+  const authenticator = await realmLoginAuthenticator(realm, user);
   const { settings } = authenticator;
 
   // A locked account is refused without looking at the password (Keycloak checks before it), and
@@ -98,5 +98,5 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
     const rehashed = await hashPassword(password, params);
     await replacePasswordHash(realm.db, credential.id, JSON.stringify(rehashed.secretData), JSON.stringify(rehashed.credentialData));
   }
-  return { ok: true, user, authenticator };
+  return { ok: true, user, authenticator, hasOtp: Boolean(credential.has_otp) };
 }

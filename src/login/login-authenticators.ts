@@ -5,6 +5,7 @@
 import { sql } from 'kysely';
 
 import { newId } from '../crypto/random.ts';
+import type { RealmContext } from '../realms/context.ts';
 import type { Db } from '../store/db.ts';
 import type { LoginAuthenticator, Realm, User } from '../store/schema.ts';
 import {
@@ -40,6 +41,17 @@ export async function ensureDefaultAuthenticator(db: Db, realmId: string): Promi
     description: DEFAULT_AUTHENTICATOR_DESCRIPTION, is_default: true, config: JSON.stringify({}),
   }).onConflict((oc) => oc.column('realm_id').where('is_default', '=', true).doNothing()).execute();
   return db.selectFrom('login_authenticators').selectAll().where('realm_id', '=', realmId).where('is_default', '=', true).executeTakeFirstOrThrow();
+}
+
+/**
+ * loginAuthenticatorFor through the realm's cached context: a realm without named authenticators
+ * (most) needs no query. The context is rebuilt whenever an authenticator or the realm changes.
+ */
+export async function realmLoginAuthenticator(realm: RealmContext, user: Pick<User, 'id' | 'login_authenticator_id'>): Promise<EffectiveAuthenticator> {
+  const rows = await realm.memo('login-authenticators', () => realm.db.selectFrom('login_authenticators').selectAll().where('realm_id', '=', realm.id).execute());
+  if (rows.some((row) => !row.is_default)) return loginAuthenticatorFor(realm.db, realm.realm, user);
+  const row = rows[0];
+  return { id: row?.id ?? '', name: row?.name ?? DEFAULT_AUTHENTICATOR_NAME, isDefault: true, settings: authenticatorSettings(realm.realm, row) };
 }
 
 /**

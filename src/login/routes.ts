@@ -22,7 +22,7 @@ import type { Mailer } from '../mail/mailer.ts';
 import { createActionTokenPage } from './action-token-page.ts';
 import { authenticatePassword } from './authenticate.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
-import { loginAuthenticatorFor } from './login-authenticators.ts';
+import { realmLoginAuthenticator } from './login-authenticators.ts';
 import { listOtpDevices, verifyOtp } from './otp.ts';
 import { pageSecurityHeaders, type PageData, type PageName, type PageRenderer } from './pages.ts';
 import { createResetCredentialsRoutes, resetPasswordAllowed } from './reset-credentials.ts';
@@ -206,7 +206,7 @@ export function createLoginRoutes(pages: LoginPages) {
     if (flow && step !== 'restart') {
       const user = await findUserById(realm.db, realm.id, flow.userId);
       if (!user || !user.enabled) return restartFlow();
-      const authenticator = await loginAuthenticatorFor(realm.db, realm.realm, user);
+      const authenticator = await realmLoginAuthenticator(realm, user);
       const page: ActionPageContext = {
         pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer,
       };
@@ -257,7 +257,7 @@ export function createLoginRoutes(pages: LoginPages) {
       return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, messageKey) } }, 401);
     }
     const { user, authenticator } = result;
-    const devices = matchingDevices(await listOtpDevices(realm.db, user.id), authenticator);
+    const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), authenticator) : [];
     const state: FlowState = { userId: user.id, username, rememberMe, amr: ['pwd'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [] };
     await saveFlow(state);
     const actionPage: ActionPageContext = { pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer };

@@ -27,8 +27,10 @@ export async function findUserByLogin(db: Db, realmId: string, login: string, al
   return rows.length === 1 ? rows[0] : undefined;
 }
 
-export function findPasswordCredential(db: Db, userId: string): Promise<{ id: string; secret_data: string; credential_data: unknown } | undefined> {
+/** The user's password credential, and whether an OTP device exists (one round trip for a login). */
+export function findPasswordCredential(db: Db, userId: string): Promise<{ id: string; secret_data: string; credential_data: unknown; has_otp: boolean | number } | undefined> {
   return db.selectFrom('credentials').select(['id', 'secret_data', 'credential_data'])
+    .select((eb) => eb.exists(eb.selectFrom('credentials as otp').select('otp.id').where('otp.user_id', '=', userId).where('otp.type', '=', 'otp')).as('has_otp'))
     .where('user_id', '=', userId).where('type', '=', 'password')
     .orderBy('priority').orderBy('created_at', 'desc').limit(1).executeTakeFirst();
 }

@@ -65,7 +65,7 @@ export function passwordGrant(realm: RealmContext, record: GrantEvents) {
       const { authenticator } = result;
       // Keycloak's direct grant asks for `totp` from users with an OTP device (here: one the
       // authenticator accepts); a missing or wrong code is a failed login like a wrong password.
-      const devices = matchingDevices(await listOtpDevices(realm.db, result.user.id), authenticator);
+      const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, result.user.id), authenticator) : [];
       if (devices.length > 0) {
         const code = (params.totp ?? '').replace(/\s+/g, '');
         const verified = code ? await verifyOtp(realm.db, realm.box, { userId: result.user.id, code, settings: authenticator.settings }) : { ok: false as const };
