@@ -99,6 +99,27 @@ describe.skipIf(!postgresAdmin)('two instances on one database', () => {
       active: true, client_id: 'svc', azp: 'svc', username: 'service-account-svc', iss: `${PUBLIC_ORIGIN}/realms/shared`,
     });
   });
+  it('locks an account after exactly failureFactor wrong passwords spread over both instances', async () => {
+    await server1.importRealm({
+      realm: 'lockout', bruteForceProtected: true, failureFactor: 7, quickLoginCheckMilliSeconds: 0, waitIncrementSeconds: 600, maxFailureWaitSeconds: 600,
+      clients: [{ clientId: 'app', publicClient: true, directAccessGrantsEnabled: true, standardFlowEnabled: false }],
+      users: [{ username: 'target', enabled: true, credentials: [{ type: 'password', value: 'Right-password-1', temporary: false }] }],
+    });
+    const attempt = (server: TestServer, password: string): Promise<Response> => postForm(`${server.url}/realms/lockout/protocol/openid-connect/token`,
+      { grant_type: 'password', client_id: 'app', username: 'target', password });
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => attempt(i % 2 === 0 ? server1 : server2, `wrong-${i}`)));
+    expect(answers.map((r) => r.status)).toEqual(Array(40).fill(401));
+    const row = await server1.store.db.selectFrom('login_failures').innerJoin('users', 'users.id', 'login_failures.user_id')
+      .select(['num_failures', 'failed_login_not_before']).where('users.username', '=', 'target').executeTakeFirstOrThrow();
+    expect(Number(row.num_failures)).toBe(7);
+    expect(Number(row.failed_login_not_before)).toBeGreaterThan(Date.now() / 1000);
+    // Locked on both instances, with the wrong-password answer.
+    for (const server of [server1, server2]) {
+      const locked = await attempt(server, 'Right-password-1');
+      expect(locked.status).toBe(401);
+      expect(await locked.json()).toEqual({ error: 'invalid_grant', error_description: 'Invalid user credentials' });
+    }
+  });
 });
 
 describe.skipIf(!postgresAdmin)('instances starting together on a fresh database', () => {
