@@ -6,6 +6,7 @@ import { z } from 'zod';
 
 import { hashPassword, parseStoredPassword } from '../crypto/passwords.ts';
 import { newId } from '../crypto/random.ts';
+import { recordEvent } from '../events/events.ts';
 import { publicOrigin } from '../http/origin.ts';
 import { actionTokenLifespan, sendActionEmail, userLocale } from '../login/action-emails.ts';
 import { loginAuthenticatorFor } from '../login/login-authenticators.ts';
@@ -13,6 +14,7 @@ import { changePassword, PASSWORD_HISTORY, passwordViolation, storePasswordHash 
 import { checkPassword, formatPolicyViolation, parsePasswordPolicy, type PolicyEntry, type PolicyViolation } from '../login/password-policy.ts';
 import { defaultActionsForNewUser, SUPPORTED_REQUIRED_ACTIONS } from '../login/required-actions.ts';
 import { MailError } from '../mail/mailer.ts';
+import { isSmtpMap } from '../mail/smtp-config.ts';
 import { redirectUriMatches } from '../oidc/client-policy.ts';
 import { endSsoSession } from '../oidc/session-end.ts';
 import type { RealmContext } from '../realms/context.ts';
@@ -22,7 +24,6 @@ import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
 import { countRealmPeople, escapeLike, isEveryPerson, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
-import { recordEvent } from '../events/events.ts';
 import { defaultRoleOf, UUID } from './realms.ts';
 import {
   AdminError, AdminErrorResponse, badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest,
@@ -103,6 +104,24 @@ export async function userRepresentations(db: Db, users: User[], options: UserRe
       ...access,
     };
   });
+}
+
+/**
+ * CXone tells users by e-mail whenever their password changes, an administrator's reset included.
+ * Best effort, off the request path: a realm without SMTP settings simply sends nothing.
+ */
+async function tellUserPasswordChanged(req: RealmRequest, user: User): Promise<void> {
+  const smtp = (req.realm.settings as Record<string, unknown>).smtpServer;
+  if (!user.email || !isSmtpMap(smtp) || !smtp.host) return;
+  const realm = await req.services.registry.get(req.realm.name);
+  if (!realm) return;
+  await req.services.mailer.send(realm, {
+    to: user.email, template: 'password-updated', locale: userLocale(realm, user),
+    data: {
+      realmName: realm.name, ...(realm.realm.display_name ? { realmDisplayName: realm.realm.display_name } : {}),
+      user: { username: user.username, firstName: user.first_name, lastName: user.last_name, email: user.email },
+    },
+  }).catch((err: unknown) => req.services.logger.warn({ err, realm: realm.name, userId: user.id }, 'could not send the password-changed e-mail'));
 }
 
 /** REMOVE_TOTP in the realm's login events (next to the admin event) when OTP devices went. */
@@ -828,6 +847,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     const authenticator = await loginAuthenticatorFor(db, req.realm, user);
     const result = await changePassword(db, req.realm, user, rep.value, authenticator.settings, { temporary: rep.temporary === true });
     if (!result.ok) throw passwordPolicyError(result.violation);
+    void tellUserPasswordChanged(req, user);
     return noContent();
   });
 

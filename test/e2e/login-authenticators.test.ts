@@ -266,6 +266,8 @@ describe.skipIf(!chromiumAvailable('login authenticators e2e'))('login authentic
       });
       expect(fine.status).toBe(204);
       passwords.alex = 'abcd';
+      // CXone tells the user whenever the password changes, an administrator's reset included.
+      await mail.waitFor((m) => m.to.includes('alex@cx.example') && /password was changed/i.test(m.subject));
     });
   });
 
