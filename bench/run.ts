@@ -3,7 +3,8 @@
 // load from autocannon; prints a table and writes bench/results/<timestamp>.json.
 // Env: BENCH_DATABASE_URL, BENCH_DURATION (s), BENCH_WARMUP (s), BENCH_CONNECTIONS,
 // BENCH_LOGIN_CONCURRENCY (parallel browser-less logins), BENCH_ARGON2_SECONDS (raw argon2 baseline),
-// BENCH_ADMIN_REALMS / BENCH_ADMIN_USERS / BENCH_ADMIN_CONNECTIONS (admin scale), BENCH_ONLY (scenario name words).
+// BENCH_ADMIN_REALMS / BENCH_ADMIN_USERS / BENCH_ADMIN_CONNECTIONS (admin scale), BENCH_LDAP_ENTRIES (LDAP full
+// sync), BENCH_ONLY (scenario name words). The LDAP scenarios need slapd (skipped with the reason without it).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -20,6 +21,10 @@ import pg from 'pg';
 import { digestSecret, generateAccessKey } from '../src/access-keys/access-keys.ts';
 import { createSecretBox } from '../src/crypto/secret-box.ts';
 import { adminScaleRequests, runAdminRequest, seedAdminScale } from './admin-scale.ts';
+import {
+  addBulkEntries, createBulkProvider, fullSync, LDAP_CLIENT, LDAP_REALM, LDAP_USER, ldapSkipReason, ldapUserImported, setUpLdapBench,
+  type LdapBench,
+} from './ldap.ts';
 import { login, loginLoad, type LoginFlowOptions } from './login-flow.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -40,6 +45,7 @@ const settings = {
   adminRealms: positiveInt('BENCH_ADMIN_REALMS', 10_000),
   adminUsers: positiveInt('BENCH_ADMIN_USERS', 100_000),
   adminConnections: positiveInt('BENCH_ADMIN_CONNECTIONS', 4),
+  ldapEntries: positiveInt('BENCH_LDAP_ENTRIES', 10_000),
 };
 
 const TARGETS = {
@@ -390,8 +396,8 @@ type Scenario = {
 type ScenarioResult = {
   name: string;
   target: string;
-  /** What `rate` counts per second: req (HTTP requests), logins, verifies. */
-  unit: 'req' | 'logins' | 'verifies';
+  /** What `rate` counts per second: req (HTTP requests), logins, verifies, entries (LDAP entries synced). */
+  unit: 'req' | 'logins' | 'verifies' | 'entries';
   rate: number;
   p50Ms: number | null;
   p99Ms: number | null;
@@ -772,6 +778,93 @@ const adminScaleScenario: Scenario = {
   },
 };
 
+// --- LDAP federation (issue 7): login through an LDAP provider, full sync of generated entries --
+
+let ldapBench: Promise<LdapBench> | undefined;
+
+/** The slapd, realm and login provider both LDAP scenarios use, set up once. */
+function ldapSetUp(target: Target): Promise<LdapBench> {
+  ldapBench ??= (async () => {
+    const bench = await setUpLdapBench(target.baseUrl, await masterAdminToken(target));
+    onCleanup('destroy slapd', () => bench.slapd.destroy());
+    return bench;
+  })();
+  return ldapBench;
+}
+
+function ldapSkipped(name: string): boolean {
+  const reason = ldapSkipReason();
+  if (reason) process.stdout.write(`skipped "${name}": ${reason}\n`);
+  return reason !== undefined;
+}
+
+/** Password grant of a user imported from LDAP: every login binds to the directory (no local hash). */
+const ldapLoginScenario: Scenario = {
+  name: 'ldap login (password grant, federated user)',
+  async run({ targets }) {
+    if (ldapSkipped(this.name)) return [];
+    const target = targets.cloakroom;
+    await ldapSetUp(target);
+    const request: LoadRequest = {
+      path: `/realms/${LDAP_REALM}/protocol/openid-connect/token`,
+      method: 'POST',
+      headers: { 'content-type': FORM, authorization: basicAuth(LDAP_CLIENT.clientId, LDAP_CLIENT.secret) },
+      body: new URLSearchParams({ grant_type: 'password', username: LDAP_USER.username, password: LDAP_USER.password }).toString(),
+    };
+    // The first login imports the user; the measured ones are logins of an imported user.
+    const first = await send(target, request);
+    if (first.status !== 200 || typeof parseJson(first).access_token !== 'string') {
+      throw new Error(`LDAP password grant answered ${first.status}: ${first.body.slice(0, 300)}`);
+    }
+    if (!await ldapUserImported(target.baseUrl, await masterAdminToken(target))) throw new Error('the LDAP user was not imported by its first login');
+    process.stderr.write(`bench: ${this.name}: warm-up ${settings.warmup} s, then ${settings.duration} s\n`);
+    await load(target, request, settings.warmup);
+    return autocannonRow(this.name, target, await load(target, request, settings.duration), { directory: 'slapd (OpenLDAP), simple bind per login' });
+  },
+};
+
+/** A full sync of generated entries through the Admin API: entries/s, wall time, server RSS. */
+const ldapFullSyncScenario: Scenario = {
+  name: `ldap full sync (${settings.ldapEntries.toLocaleString('en-US')} entries)`,
+  async run({ targets }) {
+    if (ldapSkipped(this.name)) return [];
+    const target = targets.cloakroom;
+    const bench = await ldapSetUp(target);
+    const loadSeconds = await addBulkEntries(bench.slapd, settings.ldapEntries);
+    process.stderr.write(`bench: ${this.name}: ${settings.ldapEntries} entries loaded into slapd in ${round(loadSeconds, 1)} s\n`);
+    const token = await masterAdminToken(target);
+    const providerId = await createBulkProvider(target.baseUrl, token, bench);
+
+    const rssBefore = rssMb(target.child.pid);
+    let peakRss = rssBefore ?? 0;
+    const sampler = setInterval(() => { peakRss = Math.max(peakRss, rssMb(target.child.pid) ?? 0); }, 250);
+    let first;
+    let second;
+    try {
+      process.stderr.write(`bench: ${this.name}: first full sync (imports every entry)\n`);
+      first = await fullSync(target.baseUrl, token, providerId);
+      const rssAfterFirst = rssMb(target.child.pid);
+      // Steady state: nothing new, every entry refreshed (what a periodic full sync costs).
+      process.stderr.write(`bench: ${this.name}: second full sync (every entry already imported)\n`);
+      second = { ...await fullSync(target.baseUrl, await masterAdminToken(target), providerId), rssAfterMb: rssAfterFirst };
+    } finally {
+      clearInterval(sampler);
+    }
+    const { result, seconds } = first;
+    if (result.added !== settings.ldapEntries || result.failed !== 0) throw new Error(`full sync: ${JSON.stringify(result)}`);
+    const rssAfter = rssMb(target.child.pid);
+    return {
+      name: this.name, target: target.name, unit: 'entries', rate: round(result.added / seconds), p50Ms: null, p99Ms: null,
+      non2xx: result.failed, errors: 0, timeouts: 0, statusCodes: {}, totalRequests: result.added, rssMb: rssAfter,
+      details: {
+        entries: settings.ldapEntries, wallSeconds: round(seconds, 1), result, rssBeforeMb: rssBefore, rssAfterFirstSyncMb: second.rssAfterMb,
+        rssAfterMb: rssAfter, peakRssMb: round(peakRss, 1), slapdLoadSeconds: round(loadSeconds, 1),
+        secondSync: { wallSeconds: round(second.seconds, 1), entriesPerSec: round(second.result.updated / second.seconds), result: second.result },
+      },
+    };
+  },
+};
+
 const SCENARIOS: Scenario[] = [
   fixedRequestScenario('cloakroom client_credentials', 'cloakroom', clientCredentialsRequest),
   fixedRequestScenario('access-key client_credentials', 'cloakroom', accessKeyClientCredentialsRequest),
@@ -781,13 +874,16 @@ const SCENARIOS: Scenario[] = [
   refreshRotationScenario,
   passwordGrantScenario,
   loginFlowScenario,
+  ldapLoginScenario,
+  ldapFullSyncScenario,
   adminScaleScenario,
 ];
 
 // ---------------------------------------------------------------------------------------------
 // Step 7: verdicts, table, results file.
 
-type Verdict = { name: string; line: string; value: number | null; target: string; pass: boolean };
+/** pass null: a figure reported for information, without a target. */
+type Verdict = { name: string; line: string; value: number | null; target: string; pass: boolean | null };
 
 function verdicts(rows: ScenarioResult[], idleRss: number | null, ready: { firstMs: number; secondMs: number }): Verdict[] {
   const row = (name: string) => rows.find((r) => r.name === name);
@@ -841,6 +937,19 @@ function verdicts(rows: ScenarioResult[], idleRss: number | null, ready: { first
   const loginPass = logins !== undefined && logins.rate >= TARGETS.loginFlowLoginsPerSec && logins.non2xx === 0;
   list.push({ name: 'loginFlowLoginsPerSec', value: logins?.rate ?? null, target: `>= ${TARGETS.loginFlowLoginsPerSec}, 0 failed`, pass: loginPass,
     line: `login flow: ${logins?.rate ?? '?'} logins/s, p50 ${logins?.p50Ms ?? '?'} ms, p99 ${logins?.p99Ms ?? '?'} ms, ${logins?.non2xx ?? '?'} failed (target ≥ ${TARGETS.loginFlowLoginsPerSec}, 0 failed) ${mark(loginPass)}` });
+
+  // LDAP (issue 7): reported, no target.
+  const ldapLogin = row(ldapLoginScenario.name);
+  if (ldapLogin) {
+    list.push({ name: 'ldapLoginReqPerSec', value: ldapLogin.rate, target: 'none (information)', pass: null,
+      line: `ldap login (password grant through an LDAP-federated user): ${ldapLogin.rate} req/s, p99 ${ldapLogin.p99Ms} ms, ${ldapLogin.non2xx + ldapLogin.errors} failed (information, no target)` });
+  }
+  const ldapSync = row(ldapFullSyncScenario.name);
+  if (ldapSync) {
+    const d = ldapSync.details as { entries: number; wallSeconds: number; rssBeforeMb: number | null; rssAfterMb: number | null; peakRssMb: number; secondSync: { wallSeconds: number; entriesPerSec: number } };
+    list.push({ name: 'ldapFullSyncEntriesPerSec', value: ldapSync.rate, target: 'none (information)', pass: null,
+      line: `ldap full sync of ${d.entries} entries: ${ldapSync.rate} entries/s, ${d.wallSeconds} s wall; again with all imported: ${d.secondSync.entriesPerSec} entries/s, ${d.secondSync.wallSeconds} s; server RSS ${d.rssBeforeMb} MB before, ${d.rssAfterMb} MB after, peak ${d.peakRssMb} MB (information, no target)` });
+  }
 
   for (const admin of rows.filter((r) => r.name.startsWith('admin: '))) {
     const pass = admin.p99Ms !== null && admin.p99Ms < TARGETS.adminP99Ms && admin.non2xx + admin.errors === 0;

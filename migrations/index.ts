@@ -7,6 +7,7 @@ import * as sessions from './0002_sessions.ts';
 import * as admin from './0003_admin.ts';
 import * as accessKeys from './0004_access_keys.ts';
 import * as loginAuthenticators from './0005_login_authenticators.ts';
+import * as ldapFederation from './0006_ldap_federation.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': core,
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0003_admin': admin,
   '0004_access_keys': accessKeys,
   '0005_login_authenticators': loginAuthenticators,
+  '0006_ldap_federation': ldapFederation,
 };

@@ -278,7 +278,7 @@ export function createApp(services: AppServices): Koa {
     return next();
   });
 
-  const admin = createAdminApi({ config, db: store.db, box: services.box, registry, logger, mailer: services.mailer });
+  const admin = createAdminApi({ config, db: store.db, store, box: services.box, registry, logger, mailer: services.mailer });
   app.use(admin.middleware());
   app.use(admin.allowedMethods());
 

@@ -9,6 +9,9 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { createSecretBox, loadOrCreateKeyFile, type SecretBox } from './crypto/secret-box.ts';
 import { recordEvent } from './events/events.ts';
+import { closeLdapPools } from './federation/ldap/client.ts';
+import { startLdapSyncScheduler } from './federation/ldap/sync-scheduler.ts';
+import { setLdapLogger } from './federation/ldap/log.ts';
 import { createPageRenderer, pageSecurityHeaders } from './login/pages.ts';
 import { Mailer } from './mail/mailer.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -115,6 +118,8 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
   const metrics: Metrics = createMetrics();
 
   await assertMasterKeyOpensSecrets(store, box);
+  // LDAP federation logs its warnings (import conflicts, skipped mappers) here.
+  setLdapLogger(logger);
   const { masterCreated, adminCreated } = await bootstrap(store.db, box, config.bootstrapAdmin);
   if (masterCreated) logger.info('created the master realm');
   if (adminCreated) logger.info({ username: config.bootstrapAdmin?.username }, 'created the bootstrap admin user in master');
@@ -188,6 +193,8 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
     }).catch((err) => logger.warn({ err }, 'cleanup job failed'));
   }, CLEANUP_INTERVAL_MS);
   cleanup.unref();
+  // Periodic LDAP syncs (fullSyncPeriod / changedSyncPeriod), one instance per provider and run.
+  const ldapSync = startLdapSyncScheduler({ store, box, logger, metrics: metrics.registry });
 
   ready = true;
   logger.info({ url, ms: Date.now() - started, database: store.kind }, 'Cloakroom ready');
@@ -206,6 +213,8 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
         await closed;
         clearTimeout(timer);
         registry.clear();
+        await ldapSync.stop();
+        await closeLdapPools();
         if (!options.store) await store.close();
         releaseEmbedded();
         logger.info('Cloakroom stopped');

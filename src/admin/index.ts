@@ -17,6 +17,7 @@ import { AdminRouter, type AdminServices } from './router.ts';
 import { registerServerInfoRoutes } from './serverinfo.ts';
 import { registerSmtpRoutes } from './smtp.ts';
 import { registerUsersRoutes } from './users.ts';
+import { registerUserStorageRoutes } from './user-storage.ts';
 
 export function createAdminApi(services: AdminServices): AdminRouter {
   const admin = new AdminRouter(services);
@@ -37,5 +38,6 @@ export function createAdminApi(services: AdminServices): AdminRouter {
   registerLoginAuthenticatorRoutes(admin);
   registerRealmTransferRoutes(admin);
   registerSmtpRoutes(admin);
+  registerUserStorageRoutes(admin);
   return admin;
 }

@@ -15,7 +15,7 @@ import type { Mailer } from '../mail/mailer.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RealmRegistry } from '../realms/registry.ts';
 import { parseRealmSettings } from '../realms/settings.ts';
-import type { Db } from '../store/db.ts';
+import type { Db, Store } from '../store/db.ts';
 import { findRealmByName } from '../store/realms.ts';
 import type { Realm } from '../store/schema.ts';
 import { AdminAuth, AdminAuthError, authenticateAdmin, type ManagementRole } from './auth.ts';
@@ -23,6 +23,8 @@ import { AdminAuth, AdminAuthError, authenticateAdmin, type ManagementRole } fro
 export type AdminServices = {
   config: Config;
   db: Db;
+  /** For jobs that take an advisory lock (LDAP sync). */
+  store: Pick<Store, 'db' | 'tryWithLock'>;
   box: SecretBox;
   registry: RealmRegistry;
   logger: Logger;

@@ -5,6 +5,8 @@
 // reported once the password was right.
 import type { LoginEvent } from '../events/events.ts';
 import { burnVerify, hashPassword, needsRehash, parseStoredPassword, verifyPassword } from '../crypto/passwords.ts';
+import { checkLdapPassword, importLdapUserForLogin, type LdapImport } from '../federation/ldap/login.ts';
+import { LdapUnavailableError } from '../federation/ldap/types.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { argon2Params } from '../realms/settings.ts';
 import type { User } from '../store/schema.ts';
@@ -14,17 +16,20 @@ import { ipAllowed } from './ip-ranges.ts';
 import { realmLoginAuthenticator, type EffectiveAuthenticator } from './login-authenticators.ts';
 
 /**
- * Keycloak's event error names, plus Cloakroom's ip_not_allowed. A locked account is
+ * Keycloak's event error names, plus Cloakroom's ip_not_allowed and ldap_unavailable (the LDAP
+ * directory that holds or may hold the user cannot be reached). A locked account is
  * user_temporarily_disabled, or user_disabled for a permanent lockout (Keycloak's), with `locked` set.
  */
-export type LoginFailure = 'user_not_found' | 'invalid_user_credentials' | 'user_disabled' | 'user_temporarily_disabled' | 'ip_not_allowed';
+export type LoginFailure = 'user_not_found' | 'invalid_user_credentials' | 'user_disabled' | 'user_temporarily_disabled' | 'ip_not_allowed' | 'ldap_unavailable';
 
 export type PasswordAuthentication =
   | { ok: true; user: User; authenticator: EffectiveAuthenticator; /** The user has an OTP device (the caller then lists them). */ hasOtp: boolean }
   | { ok: false; error: 'user_not_found'; user?: undefined; authenticator?: undefined; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
+  /** LDAP federation: the directory is unreachable (user unknown locally, or linked to that directory). */
+  | { ok: false; error: 'ldap_unavailable'; user?: User; authenticator?: EffectiveAuthenticator; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
   | {
     ok: false;
-    error: Exclude<LoginFailure, 'user_not_found'>;
+    error: Exclude<LoginFailure, 'user_not_found' | 'ldap_unavailable'>;
     user: User;
     authenticator: EffectiveAuthenticator;
     /** Set when the account was locked before this attempt: show the wrong-password message. */
@@ -46,11 +51,28 @@ export type PasswordOptions = {
 export async function authenticatePassword(realm: RealmContext, login: string, password: string, ipAddress: string, options: PasswordOptions = {}): Promise<PasswordAuthentication> {
   const params = argon2Params(realm.settings);
   // PostgreSQL text cannot hold NUL: no user has such a name, and it must not reach a query.
-  const user = login === '' || login.includes('\0') ? undefined : await findUserByLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
-  if (!user) {
+  const unusable = login === '' || login.includes('\0');
+  let found = unusable ? undefined : await findUserByLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
+  // --- LDAP federation (src/federation/ldap/login.ts) ---------------------------------------
+  // A login unknown here is looked up in the realm's LDAP providers and the user imported before
+  // the password check, as Keycloak does (so brute-force protection counts its failures too).
+  // Users found locally never trigger a lookup: local users work while LDAP is down.
+  let ldapImport: LdapImport | undefined;
+  if (!found && !unusable) {
+    try {
+      ldapImport = await importLdapUserForLogin(realm, login);
+    } catch (error) {
+      if (error instanceof LdapUnavailableError) return { ok: false, error: 'ldap_unavailable' };
+      throw error;
+    }
+    found = ldapImport?.user;
+  }
+  // --- end LDAP federation ------------------------------------------------------------------
+  if (!found) {
     await burnVerify(params);
     return { ok: false, error: 'user_not_found' };
   }
+  const user = found;
   const authenticator = await realmLoginAuthenticator(realm, user);
   const { settings } = authenticator;
 
@@ -72,6 +94,32 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
       ? { ok: false, error: 'invalid_user_credentials', user, authenticator, newlyLocked: recorded.newlyLocked, lockoutEvent: event }
       : { ok: false, error: 'invalid_user_credentials', user, authenticator };
   };
+
+  // --- LDAP federation (src/federation/ldap/login.ts) ---------------------------------------
+  // A user linked to an LDAP provider is checked by a bind to the directory, never against a local
+  // hash; a wrong password takes the wrong-credentials path above (counted), a right one refreshes
+  // the user from its entry (it may come back disabled) and continues as a right local password.
+  if (user.federation_link !== null && !user.application) {
+    let checked;
+    try {
+      checked = await checkLdapPassword(realm, user, password, ldapImport);
+    } catch (error) {
+      if (error instanceof LdapUnavailableError) return { ok: false, error: 'ldap_unavailable', user, authenticator };
+      throw error;
+    }
+    if (checked.outcome === 'gone') return { ok: false, error: 'user_not_found' };
+    if (checked.outcome === 'provider_disabled') return { ok: false, error: 'invalid_user_credentials', user, authenticator };
+    if (checked.outcome === 'invalid') return wrongCredentials();
+    if (checked.outcome === 'valid') {
+      const ldapUser = checked.user;
+      if (!ldapUser.enabled) return { ok: false, error: 'user_disabled', user: ldapUser, authenticator };
+      if (!ipAllowed(settings.allowedIpRanges, ipAddress)) return { ok: false, error: 'ip_not_allowed', user: ldapUser, authenticator };
+      if (options.clearFailuresOnSuccess !== false) await recordLoginSuccess(realm.db, realm.id, ldapUser.id, settings);
+      return { ok: true, user: ldapUser, authenticator, hasOtp: await hasOtpDevice(realm, ldapUser.id) };
+    }
+    // 'not_ldap': the link names no LDAP provider; the local password applies.
+  }
+  // --- end LDAP federation ------------------------------------------------------------------
 
   // Application users sign in only with access keys: a stored password is never usable (same cost as a missing one).
   const credential = user.application ? undefined : await findPasswordCredential(realm.db, user.id);
@@ -99,4 +147,10 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
     await replacePasswordHash(realm.db, credential.id, JSON.stringify(rehashed.secretData), JSON.stringify(rehashed.credentialData));
   }
   return { ok: true, user, authenticator, hasOtp: Boolean(credential.has_otp) };
+}
+
+/** Whether the user has an OTP device (federated users have no password credential to ask with). */
+async function hasOtpDevice(realm: RealmContext, userId: string): Promise<boolean> {
+  const row = await realm.db.selectFrom('credentials').select('id').where('user_id', '=', userId).where('type', '=', 'otp').limit(1).executeTakeFirst();
+  return row !== undefined;
 }

@@ -253,8 +253,10 @@ export function createLoginRoutes(pages: LoginPages) {
       if (result.lockoutEvent) deps.event(realm, { ...result.lockoutEvent, clientId });
       // Only a correct password of a disabled (not locked) account learns that it is disabled.
       const messageKey = result.error === 'user_disabled' && !result.locked ? 'accountDisabledMessage'
-        : result.error === 'ip_not_allowed' ? 'ipNotAllowedMessage' : 'invalidUserMessage';
-      return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, messageKey) } }, 401);
+        : result.error === 'ip_not_allowed' ? 'ipNotAllowedMessage'
+        // LDAP federation: the user directory cannot be reached (src/federation/ldap/login.ts).
+        : result.error === 'ldap_unavailable' ? 'ldapUnavailableMessage' : 'invalidUserMessage';
+      return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, messageKey) } }, result.error === 'ldap_unavailable' ? 503 : 401);
     }
     const { user, authenticator } = result;
     const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), authenticator) : [];

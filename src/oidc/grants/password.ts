@@ -108,6 +108,12 @@ function passwordFailure(result: Exclude<PasswordAuthentication, { ok: true }>):
   if (result.error === 'user_disabled' && !result.locked) return oauthError('invalid_grant', 'Account disabled');
   // Cloakroom's own: the user's login authenticator allows other client addresses only.
   if (result.error === 'ip_not_allowed') return oauthError('invalid_grant', 'Login not allowed from this address');
+  if (result.error === 'ldap_unavailable') {
+    // LDAP federation: the user directory cannot be reached; retryable, not bad credentials.
+    const unavailable = oauthError('temporarily_unavailable', 'Cannot reach the user directory', 503);
+    unavailable.expose = true; // oidc-provider would turn an unexposed 5xx into "server_error"
+    return unavailable;
+  }
   return oauthError('invalid_grant', 'Invalid user credentials', 401);
 }
 
