@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { hashPassword, parseStoredPassword } from '../crypto/passwords.ts';
 import { newId } from '../crypto/random.ts';
 import { recordEvent } from '../events/events.ts';
+import { LdapPasswordError } from '../federation/ldap/password.ts';
+import { LdapUnavailableError } from '../federation/ldap/types.ts';
 import { publicOrigin } from '../http/origin.ts';
 import { actionTokenLifespan, sendActionEmail, userLocale } from '../login/action-emails.ts';
 import { loginAuthenticatorFor } from '../login/login-authenticators.ts';
@@ -280,6 +282,23 @@ const plainPasswords = (reps: CredentialRepresentation[] | null | undefined): st
 /** Keycloak's answer to a password that breaks the policy: 400 {"error": key, "error_description": English text}. */
 const passwordPolicyError = (violation: PolicyViolation): AdminError =>
   new AdminErrorResponse(400, violation.messageKey, formatPolicyViolation(violation));
+
+/**
+ * A password change an LDAP provider refused or could not take, as Keycloak's resetPassword
+ * answers: READ_ONLY (ReadOnlyException) 400 "Can't reset password as account is read only"; a
+ * refusal (ModelException) 400 with Keycloak's message as `error` and the directory's reason as
+ * `error_description`. Beyond Keycloak: a directory that cannot be reached is a 503.
+ */
+function ldapPasswordAdminError(req: RealmRequest, error: unknown): unknown {
+  if (error instanceof LdapPasswordError) {
+    if (error.kind === 'read-only') return new AdminErrorResponse(400, READ_ONLY_RESET, READ_ONLY_RESET);
+    req.services.logger.warn({ realm: req.realm.name, provider: error.providerId, reason: error.message }, 'LDAP password change refused');
+    return new AdminErrorResponse(400, error.keycloakMessage, error.message);
+  }
+  if (error instanceof LdapUnavailableError) return new AdminErrorResponse(503, 'ldap_unavailable', `Cannot reach the user directory: ${error.message}`);
+  return error;
+}
+const READ_ONLY_RESET = "Can't reset password as account is read only";
 
 // ---------------------------------------------------------------------------------------------
 // Credentials
@@ -845,7 +864,14 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     // The user's login authenticator decides the rules; temporary=true asks for a new password at
     // the next login, a permanent one clears that.
     const authenticator = await loginAuthenticatorFor(db, req.realm, user);
-    const result = await changePassword(db, req.realm, user, rep.value, authenticator.settings, { temporary: rep.temporary === true });
+    let result;
+    try {
+      result = await changePassword(db, req.realm, user, rep.value, authenticator.settings, {
+        temporary: rep.temporary === true, box: req.services.box, adminRequest: true,
+      });
+    } catch (error) {
+      throw ldapPasswordAdminError(req, error);
+    }
     if (!result.ok) throw passwordPolicyError(result.violation);
     void tellUserPasswordChanged(req, user);
     return noContent();

@@ -3,8 +3,12 @@
 // the current password keeps its credential row (id, priority) and gets the new hash; the old
 // hash moves to a `password-history` credential (Keycloak's type), trimmed to the policy's depth.
 // History credentials are never used to log in (findPasswordCredential reads type 'password').
+// Users of an LDAP provider follow its edit mode (see changePassword).
 import { hashPassword, parseStoredPassword, verifyPassword, type StoredPassword } from '../crypto/passwords.ts';
 import { newId } from '../crypto/random.ts';
+import type { SecretBox } from '../crypto/secret-box.ts';
+import { LdapPasswordError, ldapProviderOfUser, ldapReadOnlyError, updateLdapPassword } from '../federation/ldap/password.ts';
+import type { LdapProviderConfig } from '../federation/ldap/types.ts';
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { Realm, User } from '../store/schema.ts';
@@ -127,17 +131,64 @@ function hashParams(realm: Pick<Realm, 'settings'>, settings: AuthenticatorSetti
   return argon2Params(parseRealmSettings({ ...realm.settings, passwordPolicy: settings.passwordPolicy }));
 }
 
+export type PasswordChangeOptions = {
+  /** Ask for a new password at the next login (UPDATE_PASSWORD); otherwise that action is removed. */
+  temporary?: boolean;
+  /** false: the policy is not checked (imports). */
+  enforcePolicy?: boolean;
+  /** Opens LDAP providers' bind credentials: required to change the password of an LDAP-federated user. */
+  box?: SecretBox;
+  /** An administrator sets the password (Keycloak's isAdminRequest: no AD password-policy hints). */
+  adminRequest?: boolean;
+};
+
+/** Rules that compare with stored hashes: a WRITABLE LDAP user's old passwords live in LDAP, so they cannot apply. */
+const HISTORY_RULES = new Set(['passwordHistory', 'passwordAge']);
+
 /**
  * Sets a user's password under the authenticator's rules: the policy (unless enforcePolicy is
  * false) including history, then the hash with the realm's argon2 parameters, the credential
  * swap with history, and the required actions: temporary adds UPDATE_PASSWORD, otherwise it is
  * removed. One transaction (the caller's, when `db` already is one).
+ *
+ * LDAP-federated users (federation link to an LDAP provider of the realm; `options.box` needed),
+ * per the provider's edit mode as Keycloak's LDAPStorageProvider.updateCredential:
+ * READ_ONLY throws LdapPasswordError 'read-only' before anything else; WRITABLE checks the rules
+ * without passwordHistory/passwordAge, writes the password to LDAP (src/federation/ldap/password.ts)
+ * and stores no local hash (a stale local one is removed: it would win at login); UNSYNCED is
+ * a local user here (the local hash then decides its logins). A directory that cannot be reached
+ * throws LdapUnavailableError, a refusal LdapPasswordError ('rejected'; AD's password policy
+ * refusal comes back as the invalidPasswordGenericMessage violation, as Keycloak's).
  */
 export async function changePassword(
   db: Db, realm: Pick<Realm, 'id' | 'settings'>, user: Pick<User, 'id' | 'username' | 'email'>, password: string,
-  settings: AuthenticatorSettings, options: { temporary?: boolean; enforcePolicy?: boolean } = {},
+  settings: AuthenticatorSettings, options: PasswordChangeOptions = {},
 ): Promise<PasswordChangeResult> {
   const entries = parsePasswordPolicy(settings.passwordPolicy);
+  const provider = await federatedProvider(db, realm.id, user.id, options.box);
+  // Keycloak refuses a read-only user before any rule is looked at.
+  if (provider?.config.editMode === 'READ_ONLY') throw ldapReadOnlyError(provider.config);
+  if (provider?.config.editMode === 'WRITABLE') {
+    if (options.enforcePolicy !== false) {
+      const violation = await passwordViolation(db, user, password, entries.filter((e) => !HISTORY_RULES.has(e.id)));
+      if (violation) return { ok: false, violation };
+    }
+    try {
+      await updateLdapPassword(provider.config, provider.user, password, { adminRequest: options.adminRequest === true, mustChange: options.temporary === true });
+    } catch (error) {
+      if (error instanceof LdapPasswordError && error.messageKey) return { ok: false, violation: { rule: 'ldap', messageKey: error.messageKey, params: [] } };
+      throw error;
+    }
+    const write = async (trx: Db): Promise<void> => {
+      const row = await trx.selectFrom('users').select('required_actions').where('id', '=', user.id).forUpdate().executeTakeFirst();
+      if (!row) throw new Error('user not found');
+      await trx.deleteFrom('credentials').where('user_id', '=', user.id).where('type', '=', PASSWORD).execute();
+      await setRequiredActions(trx, user.id, row.required_actions, options.temporary === true);
+    };
+    if (db.isTransaction) await write(db);
+    else await db.transaction().execute(write);
+    return { ok: true };
+  }
   if (options.enforcePolicy !== false) {
     const violation = await passwordViolation(db, user, password, entries);
     if (violation) return { ok: false, violation };
@@ -148,16 +199,36 @@ export async function changePassword(
     const row = await trx.selectFrom('users').select('required_actions').where('id', '=', user.id).forUpdate().executeTakeFirst();
     if (!row) throw new Error('user not found');
     await storePasswordHash(trx, realm.id, user.id, { secretData: JSON.stringify(stored.secretData), credentialData: JSON.stringify(stored.credentialData) }, entries);
-    const actions = options.temporary
-      ? [...new Set([...row.required_actions, 'UPDATE_PASSWORD'])]
-      : row.required_actions.filter((a) => a !== 'UPDATE_PASSWORD');
-    if (actions.length !== row.required_actions.length || actions.some((a, i) => a !== row.required_actions[i])) {
-      await trx.updateTable('users').set({ required_actions: JSON.stringify(actions) }).where('id', '=', user.id).execute();
-    }
+    await setRequiredActions(trx, user.id, row.required_actions, options.temporary === true);
   };
   if (db.isTransaction) await write(db);
   else await db.transaction().execute(write);
   return { ok: true };
+}
+
+/** temporary adds UPDATE_PASSWORD, a permanent password removes it. */
+async function setRequiredActions(trx: Db, userId: string, current: string[], temporary: boolean): Promise<void> {
+  const actions = temporary ? [...new Set([...current, 'UPDATE_PASSWORD'])] : current.filter((a) => a !== 'UPDATE_PASSWORD');
+  if (actions.length !== current.length || actions.some((a, i) => a !== current[i])) {
+    await trx.updateTable('users').set({ required_actions: JSON.stringify(actions) }).where('id', '=', userId).execute();
+  }
+}
+
+/** The LDAP provider of a federated user (undefined for local users and links to no LDAP provider). */
+async function federatedProvider(
+  db: Db, realmId: string, userId: string, box: SecretBox | undefined,
+): Promise<{ config: LdapProviderConfig; user: Pick<User, 'username' | 'attributes' | 'enabled'> } | undefined> {
+  const row = await db.selectFrom('users').select(['username', 'attributes', 'enabled', 'federation_link']).where('id', '=', userId).executeTakeFirst();
+  if (!row || row.federation_link === null) return undefined;
+  // Without the box, an LDAP user's password would silently become a local hash.
+  if (!box) throw new Error('changePassword: options.box is required for federated users');
+  const config = await ldapProviderOfUser(db, box, realmId, row.federation_link);
+  if (config === 'disabled') {
+    throw new LdapPasswordError('provider-disabled', row.federation_link, 'the user\'s LDAP provider is disabled', {
+      keycloakMessage: 'the user\'s LDAP provider is disabled',
+    });
+  }
+  return config ? { config, user: row } : undefined;
 }
 
 /** When the current password was set (its credential's creation date), for forceExpiredPasswordChange. */

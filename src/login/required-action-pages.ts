@@ -5,6 +5,8 @@
 // links; the caller says where the form posts and what hidden fields bind it to its flow.
 import type { Context } from 'koa';
 
+import { LdapPasswordError } from '../federation/ldap/password.ts';
+import { LdapUnavailableError } from '../federation/ldap/types.ts';
 import { enrollmentOtpType } from './authenticator-settings.ts';
 import type { EffectiveAuthenticator } from './login-authenticators.ts';
 import {
@@ -51,6 +53,20 @@ const MAX_FIELD = 255;
 const MAX_PASSWORD = 1024;
 const BASE32_SECRET = /^[A-Z2-7]{16,128}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+/**
+ * What the password page says when an LDAP user's provider did not take the new password, with
+ * Keycloak's event (UPDATE_PASSWORD_ERROR password_rejected, reason = its exception message):
+ * read-only (Keycloak's readOnlyPasswordMessage), refused (the directory's reason), unreachable.
+ */
+function ldapPasswordRefusal(error: unknown, t: (key: string, ...args: string[]) => string): { error: string; reason: string; text: string; status: number } | undefined {
+  if (error instanceof LdapPasswordError) {
+    if (error.kind === 'read-only') return { error: 'password_rejected', reason: error.keycloakMessage, text: t('readOnlyPasswordMessage'), status: 400 };
+    return { error: 'password_rejected', reason: error.message, text: t('ldapPasswordRejectedMessage', error.message), status: 400 };
+  }
+  if (error instanceof LdapUnavailableError) return { error: 'ldap_unavailable', reason: error.message, text: t('ldapUnavailableMessage'), status: 503 };
+  return undefined;
+}
 
 /** Devices that satisfy the authenticator's MFA requirement (any device when MFA is optional). */
 export function matchingDevices(devices: OtpDevice[], authenticator: EffectiveAuthenticator): OtpDevice[] {
@@ -169,7 +185,17 @@ export async function submitRequiredAction(page: ActionPageContext, action: stri
         await renderRequiredAction(page, action, { errors: { passwordConfirm: t('notMatchPasswordMessage') }, status: 400 });
         return 'rendered';
       }
-      const result = await changePassword(realm.db, realm.realm, user, password, authenticator.settings);
+      let result;
+      try {
+        result = await changePassword(realm.db, realm.realm, user, password, authenticator.settings, { box: realm.box });
+      } catch (error) {
+        // An LDAP user's directory refused (read-only provider, its password policy) or is down.
+        const refusal = ldapPasswordRefusal(error, t);
+        if (!refusal) throw error;
+        pages.deps.event(realm, { type: 'UPDATE_PASSWORD_ERROR', clientId: page.clientId, userId: user.id, ipAddress: ctx.ip, error: refusal.error, details: { reason: refusal.reason } });
+        await renderRequiredAction(page, action, { errors: { password: refusal.text }, status: refusal.status });
+        return 'rendered';
+      }
       if (!result.ok) {
         pages.deps.event(realm, { type: 'UPDATE_PASSWORD_ERROR', clientId: page.clientId, userId: user.id, ipAddress: ctx.ip, error: 'password_rejected', details: { rule: result.violation.rule } });
         await renderRequiredAction(page, action, { errors: { password: t(result.violation.messageKey, ...result.violation.params) }, status: 400 });

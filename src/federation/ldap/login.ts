@@ -2,14 +2,16 @@
 // a login unknown locally is looked up in the realm's enabled LDAP providers (priority order) and
 // the entry imported at once, before any password check (so the brute-force protection counts
 // the failures of imported users like any other); a user linked to a provider is checked by a bind
-// as its entry's DN, never against a local hash, and refreshed from the entry when the bind works.
+// as its entry's DN (or, when it has a local password, e.g. one set while the provider is UNSYNCED,
+// against that hash only, as Keycloak's isValid), and refreshed from the entry when it matches.
 // Local users never reach this module. Directory failures throw LdapUnavailableError.
 import { ResultCodeError } from 'ldapts';
 
-import { burnVerify } from '../../crypto/passwords.ts';
+import { burnVerify, parseStoredPassword, verifyPassword } from '../../crypto/passwords.ts';
 import type { RealmContext } from '../../realms/context.ts';
 import { argon2Params } from '../../realms/settings.ts';
 import type { User } from '../../store/schema.ts';
+import { findPasswordCredential } from '../../store/users.ts';
 import { ldapBindResult } from './client.ts';
 import { USER_STORAGE_PROVIDER_TYPE, realmLdapProviders } from './config.ts';
 import { findLdapEntry, findLdapEntryByDn, hasControlCharacters, ldapUuid } from './directory.ts';
@@ -86,8 +88,17 @@ function asUnavailable(provider: LdapProviderConfig, error: unknown): LdapUnavai
   throw error;
 }
 
+/** Whether `password` matches a local password credential (an unreadable hash matches nothing). */
+async function localPasswordMatches(password: string, credential: { secret_data: string; credential_data: unknown }): Promise<boolean> {
+  try {
+    return await verifyPassword(password, parseStoredPassword(credential.secret_data, credential.credential_data as object));
+  } catch {
+    return false;
+  }
+}
+
 /** The user's entry: at its LDAP_ENTRY_DN, else by its username; it must carry the user's LDAP_ID. */
-async function entryOf(provider: LdapProviderConfig, user: User): Promise<LdapEntry | undefined> {
+export async function ldapEntryOfUser(provider: LdapProviderConfig, user: Pick<User, 'username' | 'attributes'>): Promise<LdapEntry | undefined> {
   const attributes = ldapAttributesToRead(provider);
   const known = ldapIdOf(user);
   const matches = (entry: LdapEntry | undefined): entry is LdapEntry => entry !== undefined && (known === undefined || ldapUuid(provider, entry) === known);
@@ -99,8 +110,9 @@ async function entryOf(provider: LdapProviderConfig, user: User): Promise<LdapEn
 }
 
 /**
- * Checks a federated user's password with a bind as its entry's DN. `imported` is the entry the
- * login just imported (no second search, no second refresh). With the msad mapper on a WRITABLE
+ * Checks a federated user's password with a bind as its entry's DN, or against its local password
+ * credential when it has one (LDAP then only says the entry still exists). `imported` is the entry
+ * the login just imported (no second search, no second refresh). With the msad mapper on a WRITABLE
  * provider, AD's "password expired / must change" bind errors let the user in with
  * UPDATE_PASSWORD required, and "account disabled" disables the user (Keycloak's mapper).
  */
@@ -121,7 +133,7 @@ export async function checkLdapPassword(realm: RealmContext, user: User, passwor
 
   let entry: LdapEntry | undefined;
   try {
-    entry = imported?.entry ?? await entryOf(provider, user);
+    entry = imported?.entry ?? await ldapEntryOfUser(provider, user);
   } catch (error) {
     throw asUnavailable(provider, error);
   }
@@ -134,9 +146,17 @@ export async function checkLdapPassword(realm: RealmContext, user: User, passwor
     return { outcome: 'gone' };
   }
 
-  const bind = await ldapBindResult(provider, entry.dn, password);
-  const adOutcome = bind.ok ? undefined : msadBindOutcome(provider, bind.diagnostic);
-  if (!bind.ok && !adOutcome) return { outcome: 'invalid' };
+  // Keycloak's LDAPStorageProvider.isValid: a password configured locally (set while the provider
+  // is UNSYNCED, or imported with the user) is the user's password, and LDAP is not asked.
+  const local = await findPasswordCredential(realm.db, user.id);
+  let adOutcome: ReturnType<typeof msadBindOutcome>;
+  if (local) {
+    if (!await localPasswordMatches(password, local)) return { outcome: 'invalid' };
+  } else {
+    const bind = await ldapBindResult(provider, entry.dn, password);
+    adOutcome = bind.ok ? undefined : msadBindOutcome(provider, bind.diagnostic);
+    if (!bind.ok && !adOutcome) return { outcome: 'invalid' };
+  }
   if (imported && !adOutcome) return { outcome: 'valid', user: imported.user };
 
   try {

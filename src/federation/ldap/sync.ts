@@ -118,7 +118,7 @@ export async function syncUsers(
   logger.info({ realm: realm.name, provider: config.name, mode, ...(mode === 'changed' ? { lastSync } : {}) },
     mode === 'full' ? 'Sync all users from LDAP to local store' : 'Sync changed users from LDAP to local store');
 
-  // Keycloak's syncMappers: group mappers bring the LDAP groups in first.
+  // Keycloak's syncMappers: group and role mappers bring their LDAP groups and roles in first.
   await syncLdapMappersFromDirectory(db, realm, config, logger);
 
   const counts: Counts = { added: 0, updated: 0, removed: 0, failed: 0 };
