@@ -9,8 +9,10 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { createSecretBox, loadOrCreateKeyFile, type SecretBox } from './crypto/secret-box.ts';
 import { recordEvent } from './events/events.ts';
+import { closeFinesseAgents, setFinesseLogger } from './federation/finesse/client.ts';
 import { closeLdapPools } from './federation/ldap/client.ts';
 import { startLdapSyncScheduler } from './federation/ldap/sync-scheduler.ts';
+import { startFinesseSyncScheduler } from './federation/finesse/sync-scheduler.ts';
 import { setLdapLogger } from './federation/ldap/log.ts';
 import { createPageRenderer, pageSecurityHeaders } from './login/pages.ts';
 import { Mailer } from './mail/mailer.ts';
@@ -120,6 +122,7 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
   await assertMasterKeyOpensSecrets(store, box);
   // LDAP federation logs its warnings (import conflicts, skipped mappers) here.
   setLdapLogger(logger);
+  setFinesseLogger(logger);
   const { masterCreated, adminCreated } = await bootstrap(store.db, box, config.bootstrapAdmin);
   if (masterCreated) logger.info('created the master realm');
   if (adminCreated) logger.info({ username: config.bootstrapAdmin?.username }, 'created the bootstrap admin user in master');
@@ -195,6 +198,8 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
   cleanup.unref();
   // Periodic LDAP syncs (fullSyncPeriod / changedSyncPeriod), one instance per provider and run.
   const ldapSync = startLdapSyncScheduler({ store, box, logger, metrics: metrics.registry });
+  // Periodic Finesse provisioning (syncPeriod), one instance per provider and run.
+  const finesseSync = startFinesseSyncScheduler({ store, box, logger, metrics: metrics.registry });
 
   ready = true;
   logger.info({ url, ms: Date.now() - started, database: store.kind }, 'Cloakroom ready');
@@ -214,7 +219,9 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
         clearTimeout(timer);
         registry.clear();
         await ldapSync.stop();
+        await finesseSync.stop();
         await closeLdapPools();
+        await closeFinesseAgents();
         if (!options.store) await store.close();
         releaseEmbedded();
         logger.info('Cloakroom stopped');

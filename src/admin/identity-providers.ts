@@ -2,11 +2,13 @@
 // offers and import-config (an OIDC discovery document or SAML metadata turned into a config map).
 // Brokering (logins through these providers) is not done here: instances are validated, stored
 // with their secrets sealed, and returned as Keycloak's IdentityProviderRepresentation.
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 
 import { z } from 'zod';
 
 import { newId } from '../crypto/random.ts';
+import { splitList } from '../federation/finesse/config.ts';
 import { parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import { IDENTITY_PROVIDER_SECRET_KEYS, sealSecrets, withSecrets, openSecrets } from '../store/sealed-config.ts';
@@ -302,7 +304,10 @@ function validateConfig(req: RealmRequest, providerId: string, config: Record<st
     }
     return;
   }
-  if (providerId === 'finesse') return;
+  if (providerId === 'finesse') {
+    validateFinesseConfig(sslRequired, config, has);
+    return;
+  }
   // OAuth 2 family (oidc, keycloak-oidc, oauth2 and the social providers built on it).
   checkUrl(sslRequired, config.authorizationUrl, 'authorization_url');
   checkUrl(sslRequired, config.tokenUrl, 'token_url');
@@ -319,6 +324,64 @@ function validateConfig(req: RealmRequest, providerId: string, config: Record<st
     }
   } else if (providerId === 'oauth2' && !(has('authorizationUrl') && has('tokenUrl'))) {
     throw badRequest('OAuth 2.0 identity provider requires authorizationUrl and tokenUrl');
+  }
+}
+
+/** Millisecond timeouts beyond this are a typo, not a wish (a login would wait that long). */
+const FINESSE_MAX_TIMEOUT_MS = 600_000;
+
+/**
+ * A `finesse` provider's config (src/federation/finesse/config.ts reads it): base URLs required
+ * and https (http only when the realm's sslRequired is none), numeric timeouts, a CA bundle made
+ * of PEM certificates, booleans that say true or false, admin credentials as a pair.
+ */
+function validateFinesseConfig(sslRequired: string, config: Record<string, string>, has: (key: string) => boolean): void {
+  const urls = splitList(config.finesseUrls);
+  if (urls.length === 0) throw badRequest('Finesse identity provider requires finesseUrls');
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw badRequest('The url [finesseUrls] is malformed');
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw badRequest('Invalid protocol/scheme for url [finesseUrls]');
+    if (parsed.protocol !== 'https:' && sslRequired !== 'none') throw badRequest('The url [finesseUrls] requires secure connections');
+    if (parsed.username || parsed.password || parsed.search || parsed.hash) {
+      throw badRequest('The url [finesseUrls] must not contain credentials, a query or a fragment');
+    }
+  }
+  for (const key of ['connectTimeout', 'readTimeout']) {
+    const value = config[key]?.trim();
+    if (value !== undefined && (!/^\d{1,9}$/.test(value) || Number(value) <= 0 || Number(value) > FINESSE_MAX_TIMEOUT_MS)) {
+      throw badRequest(`${key} must be a number of milliseconds between 1 and ${FINESSE_MAX_TIMEOUT_MS}`);
+    }
+  }
+  const period = config.syncPeriod?.trim();
+  if (period !== undefined && !/^-?\d{1,9}$/.test(period)) throw badRequest('syncPeriod must be a number of seconds');
+  for (const key of ['tlsVerify', 'createUsers']) {
+    const value = config[key]?.trim().toLowerCase();
+    if (value !== undefined && value !== 'true' && value !== 'false') throw badRequest(`${key} must be true or false`);
+  }
+  if (has('caBundle')) {
+    const pems = config.caBundle!.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    if (pems.length === 0) throw badRequest('caBundle contains no PEM certificate');
+    pems.forEach((pem, index) => {
+      try {
+        new X509Certificate(pem);
+      } catch {
+        throw badRequest(`caBundle certificate ${index + 1} cannot be parsed`);
+      }
+    });
+  }
+  if (config.teamsGroupPath !== undefined && config.teamsGroupPath.split('/').every((s) => s.trim() === '')) {
+    throw badRequest('teamsGroupPath must name a group, e.g. /finesse-teams');
+  }
+  for (const clientId of splitList(config.tokenExchangeClients)) {
+    if (clientId.length > 255 || /[\u0000-\u001f\u007f]/.test(clientId)) throw badRequest(`Invalid client id in tokenExchangeClients: ${clientId.slice(0, 64)}`);
+  }
+  if (has('finesseAdminUsername') !== has('finesseAdminPassword')) {
+    throw badRequest('finesseAdminUsername and finesseAdminPassword must be set together');
   }
 }
 

@@ -5,6 +5,7 @@ import { registerClientScopesRoutes } from './client-scopes.ts';
 import { registerClientsRoutes } from './clients.ts';
 import { registerComponentsRoutes } from './components.ts';
 import { registerEventsRoutes } from './events.ts';
+import { registerFinesseRoutes } from './finesse.ts';
 import { registerGroupsRoutes } from './groups.ts';
 import { registerIdentityProvidersRoutes } from './identity-providers.ts';
 import { registerLoginAuthenticatorRoutes } from './login-authenticators.ts';
@@ -39,5 +40,6 @@ export function createAdminApi(services: AdminServices): AdminRouter {
   registerRealmTransferRoutes(admin);
   registerSmtpRoutes(admin);
   registerUserStorageRoutes(admin);
+  registerFinesseRoutes(admin);
   return admin;
 }

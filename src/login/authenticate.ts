@@ -5,6 +5,7 @@
 // reported once the password was right.
 import type { LoginEvent } from '../events/events.ts';
 import { burnVerify, hashPassword, needsRehash, parseStoredPassword, verifyPassword } from '../crypto/passwords.ts';
+import { checkFinessePassword, findUserByFinesseLoginId, finesseLoginForUnknownUser, isFinesseFailure, type FinessePasswordCheck } from '../federation/finesse/login.ts';
 import { checkLdapPassword, importLdapUserForLogin, type LdapImport } from '../federation/ldap/login.ts';
 import { LdapUnavailableError } from '../federation/ldap/types.ts';
 import type { RealmContext } from '../realms/context.ts';
@@ -16,20 +17,24 @@ import { ipAllowed } from './ip-ranges.ts';
 import { realmLoginAuthenticator, type EffectiveAuthenticator } from './login-authenticators.ts';
 
 /**
- * Keycloak's event error names, plus Cloakroom's ip_not_allowed and ldap_unavailable (the LDAP
- * directory that holds or may hold the user cannot be reached). A locked account is
+ * Keycloak's event error names, plus Cloakroom's ip_not_allowed, ldap_unavailable (the LDAP
+ * directory that holds or may hold the user cannot be reached) and finesse_unavailable (likewise
+ * Cisco Finesse, or it answered something unusable). A locked account is
  * user_temporarily_disabled, or user_disabled for a permanent lockout (Keycloak's), with `locked` set.
  */
-export type LoginFailure = 'user_not_found' | 'invalid_user_credentials' | 'user_disabled' | 'user_temporarily_disabled' | 'ip_not_allowed' | 'ldap_unavailable';
+export type LoginFailure = 'user_not_found' | 'invalid_user_credentials' | 'user_disabled' | 'user_temporarily_disabled' | 'ip_not_allowed' | 'ldap_unavailable' | 'finesse_unavailable';
+
+/** A remote user store (LDAP, Cisco Finesse) that holds or may hold the user cannot answer. */
+export type StoreUnavailable = 'ldap_unavailable' | 'finesse_unavailable';
 
 export type PasswordAuthentication =
   | { ok: true; user: User; authenticator: EffectiveAuthenticator; /** The user has an OTP device (the caller then lists them). */ hasOtp: boolean }
   | { ok: false; error: 'user_not_found'; user?: undefined; authenticator?: undefined; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
-  /** LDAP federation: the directory is unreachable (user unknown locally, or linked to that directory). */
-  | { ok: false; error: 'ldap_unavailable'; user?: User; authenticator?: EffectiveAuthenticator; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
+  /** LDAP federation / Cisco Finesse: the store is unreachable (user unknown locally, or linked to that store). */
+  | { ok: false; error: StoreUnavailable; user?: User; authenticator?: EffectiveAuthenticator; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
   | {
     ok: false;
-    error: Exclude<LoginFailure, 'user_not_found' | 'ldap_unavailable'>;
+    error: Exclude<LoginFailure, 'user_not_found' | StoreUnavailable>;
     user: User;
     authenticator: EffectiveAuthenticator;
     /** Set when the account was locked before this attempt: show the wrong-password message. */
@@ -53,6 +58,11 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
   // PostgreSQL text cannot hold NUL: no user has such a name, and it must not reach a query.
   const unusable = login === '' || login.includes('\0');
   let found = unusable ? undefined : await findUserByLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
+  // --- Cisco Finesse (src/federation/finesse/login.ts): a login by Finesse loginId -------------
+  // Agents may type their loginId instead of their loginName: a local lookup of the link, so the
+  // lockout check below still comes before any call to Finesse.
+  if (!found && !unusable) found = await findUserByFinesseLoginId(realm, login);
+  // --- end Cisco Finesse ----------------------------------------------------------------------
   // --- LDAP federation (src/federation/ldap/login.ts) ---------------------------------------
   // A login unknown here is looked up in the realm's LDAP providers and the user imported before
   // the password check, as Keycloak does (so brute-force protection counts its failures too).
@@ -68,6 +78,25 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
     found = ldapImport?.user;
   }
   // --- end LDAP federation ------------------------------------------------------------------
+  // --- Cisco Finesse (src/federation/finesse/login.ts): a login unknown here ----------------
+  // Asked of the finesse providers that create users (Basic GET of /finesse/api/User/{login}); a
+  // 200 creates (or refreshes) the user and stands for a right password below. A 401 creates
+  // nothing: without a local user there is nothing to count the failure on, so it is answered as
+  // an unknown user (as is a 404).
+  let finesseVerified = false;
+  if (!found && !unusable) {
+    try {
+      const asked = await finesseLoginForUnknownUser(realm, login, password);
+      if (asked.outcome === 'valid') {
+        found = asked.user;
+        finesseVerified = true;
+      }
+    } catch (error) {
+      if (isFinesseFailure(error)) return { ok: false, error: 'finesse_unavailable' };
+      throw error;
+    }
+  }
+  // --- end Cisco Finesse ----------------------------------------------------------------------
   if (!found) {
     await burnVerify(params);
     return { ok: false, error: 'user_not_found' };
@@ -94,6 +123,32 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
       ? { ok: false, error: 'invalid_user_credentials', user, authenticator, newlyLocked: recorded.newlyLocked, lockoutEvent: event }
       : { ok: false, error: 'invalid_user_credentials', user, authenticator };
   };
+
+  // --- Cisco Finesse (src/federation/finesse/login.ts) ---------------------------------------
+  // A user linked to an enabled finesse provider is checked by Finesse (Basic GET of its User
+  // document), never against a local hash, and nothing is stored: 401 takes the wrong-credentials
+  // path (counted), 404 is an unknown user, 200 refreshes the user (names, roles, teams) and
+  // continues as a right local password. Users without such a link never reach Finesse.
+  if (!user.application) {
+    let checked: FinessePasswordCheck;
+    try {
+      checked = finesseVerified ? { outcome: 'valid', user } : await checkFinessePassword(realm, user, login, password);
+    } catch (error) {
+      if (isFinesseFailure(error)) return { ok: false, error: 'finesse_unavailable', user, authenticator };
+      throw error;
+    }
+    if (checked.outcome === 'gone') return { ok: false, error: 'user_not_found' };
+    if (checked.outcome === 'invalid') return wrongCredentials();
+    if (checked.outcome === 'valid') {
+      const finesseUser = checked.user;
+      if (!finesseUser.enabled) return { ok: false, error: 'user_disabled', user: finesseUser, authenticator };
+      if (!ipAllowed(settings.allowedIpRanges, ipAddress)) return { ok: false, error: 'ip_not_allowed', user: finesseUser, authenticator };
+      if (options.clearFailuresOnSuccess !== false) await recordLoginSuccess(realm.db, realm.id, finesseUser.id, settings);
+      return { ok: true, user: finesseUser, authenticator, hasOtp: await hasOtpDevice(realm, finesseUser.id) };
+    }
+    // 'not_finesse': no link to an enabled finesse provider; LDAP or the local password applies.
+  }
+  // --- end Cisco Finesse ----------------------------------------------------------------------
 
   // --- LDAP federation (src/federation/ldap/login.ts) ---------------------------------------
   // A user linked to an LDAP provider is checked by a bind to the directory, never against a local

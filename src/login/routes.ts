@@ -255,8 +255,11 @@ export function createLoginRoutes(pages: LoginPages) {
       const messageKey = result.error === 'user_disabled' && !result.locked ? 'accountDisabledMessage'
         : result.error === 'ip_not_allowed' ? 'ipNotAllowedMessage'
         // LDAP federation: the user directory cannot be reached (src/federation/ldap/login.ts).
-        : result.error === 'ldap_unavailable' ? 'ldapUnavailableMessage' : 'invalidUserMessage';
-      return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, messageKey) } }, result.error === 'ldap_unavailable' ? 503 : 401);
+        : result.error === 'ldap_unavailable' ? 'ldapUnavailableMessage'
+        // Cisco Finesse cannot be reached or answered nonsense (src/federation/finesse/login.ts).
+        : result.error === 'finesse_unavailable' ? 'finesseUnavailableMessage' : 'invalidUserMessage';
+      const unavailable = result.error === 'ldap_unavailable' || result.error === 'finesse_unavailable';
+      return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, messageKey) } }, unavailable ? 503 : 401);
     }
     const { user, authenticator } = result;
     const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), authenticator) : [];

@@ -13,6 +13,7 @@ import { accessTokenLifespan, clientAllowsOrigin, redirectUriMatches } from './c
 import { completeCodeExchange, userAccessTokenPayload } from './code-exchange.ts';
 import { passwordGrant, PASSWORD_GRANT_PARAMETERS, oauthError } from './grants/password.ts';
 import { refreshTokenGrant, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
+import { TOKEN_EXCHANGE_DUPES, TOKEN_EXCHANGE_GRANT, TOKEN_EXCHANGE_PARAMETERS, tokenExchangeGrant } from './grants/token-exchange.ts';
 import { grantedScopes, loadSubject, mappersFor, scopeString, tokenClaims } from './keycloak-token.ts';
 import { TokenRequestError } from './session-tokens.ts';
 import { interactionPolicyFor, loadExistingGrantFor } from './sso-session.ts';
@@ -249,6 +250,8 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
 
   provider.registerGrantType('password', passwordGrant(realm, hooks.event), PASSWORD_GRANT_PARAMETERS);
   provider.registerGrantType('refresh_token', refreshTokenGrant(realm, hooks.event), REFRESH_GRANT_PARAMETERS);
+  // RFC 8693 for Cisco Finesse SSO tokens; which clients may use it is the provider's allow-list.
+  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeGrant(realm, hooks.event), TOKEN_EXCHANGE_PARAMETERS, TOKEN_EXCHANGE_DUPES);
 
   provider.use(async (ctx, next) => {
     await next();

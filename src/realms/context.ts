@@ -66,6 +66,9 @@ function clientMetadata(row: Client, secret: string | null, scopes: string[], re
   }
   if (row.service_accounts_enabled && !row.public_client) grantTypes.push('client_credentials');
   if (row.direct_access_grants_enabled) grantTypes.push('password', 'refresh_token');
+  // Token exchange (src/oidc/grants/token-exchange.ts) is open to every client that can get tokens;
+  // the grant itself refuses clients missing from the identity provider's tokenExchangeClients.
+  if (!row.bearer_only) grantTypes.push('urn:ietf:params:oauth:grant-type:token-exchange');
 
   const publicClient = row.public_client;
   const authMethod = publicClient ? 'none' : row.client_authenticator_type === 'client-jwt' ? 'private_key_jwt' : 'client_secret_basic';

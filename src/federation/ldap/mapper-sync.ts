@@ -16,7 +16,7 @@ import type { Logger } from '../../observability/logger.ts';
 import type { Db } from '../../store/db.ts';
 import type { Realm } from '../../store/schema.ts';
 import { withLdap } from './client.ts';
-import { groupPathSegments } from './mappers.ts';
+import { groupPathSegments, list, normalizeDn } from './mappers.ts';
 import type { LdapMapperConfig, LdapProviderConfig } from './types.ts';
 
 export type MapperSyncDirection = 'fedToKeycloak' | 'keycloakToFed';
@@ -58,7 +58,6 @@ type MemberSettings = {
   mode: 'READ_ONLY' | 'LDAP_ONLY' | 'IMPORT';
 };
 
-const list = (value: string): string[] => value.split(',').map((v) => v.trim()).filter((v) => v !== '');
 const isTrue = (value: string | undefined): boolean => value?.trim().toLowerCase() === 'true';
 
 function memberSettings(config: LdapProviderConfig, mapper: LdapMapperConfig, kind: 'group' | 'role'): MemberSettings {
@@ -115,11 +114,6 @@ function values(entry: Entry, attribute: string): string[] {
     for (const v of Array.isArray(value) ? value : [value]) out.push(typeof v === 'string' ? v : v.toString('utf8'));
   }
   return out;
-}
-
-/** A DN compared loosely: case and spaces around separators do not matter (as mappers.ts). */
-function normalizeDn(dn: string): string {
-  return dn.trim().replace(/\s*([,=+])\s*/g, '$1').toLowerCase();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -90,10 +90,10 @@ function textValues(entry: LdapEntry, attribute: string): string[] {
 const bool = (config: Record<string, string>, key: string): boolean => config[key]?.trim().toLowerCase() === 'true';
 
 /** Keycloak's getConfigValues: comma-separated, trimmed, empty dropped. */
-const list = (value: string): string[] => value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+export const list = (value: string): string[] => value.split(',').map((v) => v.trim()).filter((v) => v !== '');
 
 /** A DN compared loosely: case and spaces around separators do not matter. */
-function normalizeDn(dn: string): string {
+export function normalizeDn(dn: string): string {
   return dn.trim().replace(/\s*([,=+])\s*/g, '$1').toLowerCase();
 }
 

@@ -126,8 +126,9 @@ export function startLdapSyncScheduler(deps: { store: Store; box: SecretBox; log
       const blockedUntil = retryAt.get(component.id) ?? 0;
       if (due && blockedUntil <= Date.now()) {
         const ran = await runDue(component);
+        // After a run, look again at once: the next due time comes from the stamps it just moved.
         // Another instance holds the provider: look again shortly (it will have moved the stamps).
-        if (!ran) wait = Math.min(wait, 5 * MIN_WAIT_MS);
+        wait = Math.min(wait, ran ? MIN_WAIT_MS : 5 * MIN_WAIT_MS);
         continue;
       }
       const nextMs = Math.max(nextAt * 1000, blockedUntil) - Date.now();

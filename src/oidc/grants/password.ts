@@ -114,6 +114,12 @@ function passwordFailure(result: Exclude<PasswordAuthentication, { ok: true }>):
     unavailable.expose = true; // oidc-provider would turn an unexposed 5xx into "server_error"
     return unavailable;
   }
+  if (result.error === 'finesse_unavailable') {
+    // Cisco Finesse (src/federation/finesse/login.ts): down, timing out or answering nonsense.
+    const unavailable = oauthError('temporarily_unavailable', 'Cannot reach Cisco Finesse', 503);
+    unavailable.expose = true;
+    return unavailable;
+  }
   return oauthError('invalid_grant', 'Invalid user credentials', 401);
 }
 
