@@ -7,6 +7,7 @@
 import { hashPassword, parseStoredPassword, verifyPassword, type StoredPassword } from '../crypto/passwords.ts';
 import { newId } from '../crypto/random.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
+import { hasFinesseLink } from '../federation/finesse/users.ts';
 import { LdapPasswordError, ldapProviderOfUser, ldapReadOnlyError, updateLdapPassword } from '../federation/ldap/password.ts';
 import type { LdapProviderConfig } from '../federation/ldap/types.ts';
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
@@ -17,6 +18,9 @@ import { checkPassword, historyPolicy, parsePasswordPolicy, policyOrder, type Po
 
 export const PASSWORD = 'password';
 export const PASSWORD_HISTORY = 'password-history';
+
+/** The message of a refused change for a Finesse user (messages_*.json and password-policy.ts). */
+export const FINESSE_PASSWORD_MESSAGE = 'finessePasswordManagedMessage';
 
 export type PasswordChangeResult = { ok: true } | { ok: false; violation: PolicyViolation };
 
@@ -165,6 +169,8 @@ export async function changePassword(
   settings: AuthenticatorSettings, options: PasswordChangeOptions = {},
 ): Promise<PasswordChangeResult> {
   const entries = parsePasswordPolicy(settings.passwordPolicy);
+  // Cisco Finesse users sign in with their Finesse password: a local one would never be read.
+  if (await hasFinesseLink(db, realm.id, user.id)) return { ok: false, violation: { rule: 'finesse', messageKey: FINESSE_PASSWORD_MESSAGE, params: [] } };
   const provider = await federatedProvider(db, realm.id, user.id, options.box);
   // Keycloak refuses a read-only user before any rule is looked at.
   if (provider?.config.editMode === 'READ_ONLY') throw ldapReadOnlyError(provider.config);

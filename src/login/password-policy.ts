@@ -345,6 +345,7 @@ const MESSAGES_EN: Record<string, string> = {
   invalidPasswordRegexPatternMessage: 'Invalid password: fails to match regex pattern(s).',
   invalidPasswordHistoryMessage: 'Invalid password: must not be equal to any of last {0} passwords.',
   invalidPasswordGenericMessage: "Invalid password: new password doesn't match password policies.",
+  finessePasswordManagedMessage: 'The password of this account is managed in Cisco Finesse.',
 };
 
 /** A violation in English, as Keycloak's Admin API formats it (MessageFormat with the params). */

@@ -154,6 +154,16 @@ describe('login through Cisco Finesse', () => {
     expect(event?.details).toMatchObject({ username: 'CSmith', grant_type: 'password' });
   });
 
+  it('refuses to set a local password for a Finesse user: it would never be read', async () => {
+    const user = (await findUser('csmith'))!;
+    const reset = await bench.api(`/${realm}/users/${user.id}/reset-password`, {
+      method: 'PUT', body: JSON.stringify({ type: 'password', value: 'Some-Local-Password-1', temporary: false }),
+    });
+    expect(reset.status).toBe(400);
+    expect(await reset.json()).toMatchObject({ error: 'finessePasswordManagedMessage', error_description: 'The password of this account is managed in Cisco Finesse.' });
+    expect(await bench.admin.users.getCredentials({ realm, id: user.id! })).toEqual([]);
+  });
+
   it('signs a linked agent in again through Finesse (by username or loginId) and refreshes it', async () => {
     finesse.addUser({ ...AGENT, extension: '5101', lastName: 'Smith-Jones' });
     const before = requestsFor('1001001');

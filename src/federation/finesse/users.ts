@@ -50,6 +50,15 @@ function clean(value: string | null | undefined): string | null {
 }
 
 /** The local username Finesse's user gets (usernames are lower case, as Keycloak keeps them). */
+/** Whether the user is linked to an enabled Finesse provider of the realm (its password lives in Finesse). */
+export async function hasFinesseLink(db: Db, realmId: string, userId: string): Promise<boolean> {
+  const row = await db.selectFrom('federated_identities as f')
+    .innerJoin('identity_providers as p', (join) => join.onRef('p.alias', '=', 'f.identity_provider').onRef('p.realm_id', '=', 'f.realm_id'))
+    .select('f.user_id').where('f.realm_id', '=', realmId).where('f.user_id', '=', userId)
+    .where('p.provider_id', '=', 'finesse').where('p.enabled', '=', true).limit(1).executeTakeFirst();
+  return row !== undefined;
+}
+
 export function finesseUsername(user: Pick<FinesseUser, 'loginId' | 'loginName'>): string | undefined {
   return (clean(user.loginName) ?? clean(user.loginId))?.toLowerCase() ?? undefined;
 }
