@@ -20,7 +20,7 @@ import { findUserById } from '../store/users.ts';
 import type { User } from '../store/schema.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { createActionTokenPage } from './action-token-page.ts';
-import { authenticatePassword } from './authenticate.ts';
+import { authenticatePassword, type LoginFailure } from './authenticate.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
 import { realmLoginAuthenticator } from './login-authenticators.ts';
 import { listOtpDevices, verifyOtp } from './otp.ts';
@@ -252,12 +252,7 @@ export function createLoginRoutes(pages: LoginPages) {
       deps.event(realm, { type: 'LOGIN_ERROR', clientId, userId: result.user?.id, ipAddress: ctx.ip, error: result.error, details });
       if (result.lockoutEvent) deps.event(realm, { ...result.lockoutEvent, clientId });
       // Only a correct password of a disabled (not locked) account learns that it is disabled.
-      const messageKey = result.error === 'user_disabled' && !result.locked ? 'accountDisabledMessage'
-        : result.error === 'ip_not_allowed' ? 'ipNotAllowedMessage'
-        // LDAP federation: the user directory cannot be reached (src/federation/ldap/login.ts).
-        : result.error === 'ldap_unavailable' ? 'ldapUnavailableMessage'
-        // Cisco Finesse cannot be reached or answered nonsense (src/federation/finesse/login.ts).
-        : result.error === 'finesse_unavailable' ? 'finesseUnavailableMessage' : 'invalidUserMessage';
+      const messageKey = result.error === 'user_disabled' && !result.locked ? 'accountDisabledMessage' : FAILURE_MESSAGES[result.error] ?? 'invalidUserMessage';
       const unavailable = result.error === 'ldap_unavailable' || result.error === 'finesse_unavailable';
       return pages.render(ctx, realm, page, { ...common, username, rememberMe, errors: { password: t(locale, messageKey) } }, unavailable ? 503 : 401);
     }
@@ -343,6 +338,17 @@ export function createLoginRoutes(pages: LoginPages) {
     }
   };
 }
+
+/**
+ * What a failed password step shows besides "Invalid username or password." (which every other
+ * failure shows, so nothing is revealed): an address outside the authenticator's ranges, and a
+ * user directory (LDAP, Cisco Finesse) that cannot be reached.
+ */
+const FAILURE_MESSAGES: Partial<Record<LoginFailure, string>> = {
+  ip_not_allowed: 'ipNotAllowedMessage',
+  ldap_unavailable: 'ldapUnavailableMessage',
+  finesse_unavailable: 'finesseUnavailableMessage',
+};
 
 /** Where the login flow keeps its progress: in the interaction (server side), under this key. */
 const FLOW_KEY = 'cloakroom';
