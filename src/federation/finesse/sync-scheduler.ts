@@ -9,17 +9,13 @@
 import { Counter, type Registry } from 'prom-client';
 
 import type { SecretBox } from '../../crypto/secret-box.ts';
+import { MAX_WAIT_MS, MIN_WAIT_MS, startPeriodicScan } from '../../jobs/periodic-scan.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { REALM_CHANGED_CHANNEL } from '../../realms/registry.ts';
 import type { Store } from '../../store/db.ts';
 import type { IdentityProvider } from '../../store/schema.ts';
 import { finesseProviderConfig } from './config.ts';
 import { finesseSyncLockKey, finesseSyncStamp, syncFinesse } from './sync.ts';
 
-const MIN_WAIT_MS = 1000;
-const MAX_WAIT_MS = 60_000;
-/** After a realm change: soon, but once for a burst of changes. */
-const CHANGE_DELAY_MS = 1000;
 
 export type FinesseSyncScheduler = {
   /** Scans now. */
@@ -55,44 +51,6 @@ export function startFinesseSyncScheduler(deps: { store: Store; box: SecretBox; 
   const abort = new AbortController();
   /** Providers whose last periodic sync failed here: not before this time (ms). */
   const retryAt = new Map<string, number>();
-  let timer: NodeJS.Timeout | undefined;
-  let wakeAt = Number.POSITIVE_INFINITY;
-  let scanning: Promise<void> | undefined;
-  let again = false;
-
-  const schedule = (ms: number): void => {
-    if (abort.signal.aborted) return;
-    const at = Date.now() + ms;
-    if (timer && at >= wakeAt) return;
-    clearTimeout(timer);
-    wakeAt = at;
-    timer = setTimeout(() => {
-      timer = undefined;
-      wakeAt = Number.POSITIVE_INFINITY;
-      scanSoon();
-    }, ms);
-    timer.unref();
-  };
-
-  const scanSoon = (): void => {
-    if (abort.signal.aborted) return;
-    if (scanning) {
-      again = true;
-      return;
-    }
-    scanning = scan().catch((err) => {
-      logger.warn({ err }, 'Finesse periodic sync scan failed');
-      return MAX_WAIT_MS;
-    }).then((waitMs) => {
-      scanning = undefined;
-      if (again) {
-        again = false;
-        schedule(MIN_WAIT_MS);
-      } else {
-        schedule(waitMs);
-      }
-    });
-  };
 
   /** Runs what is due; returns how long to sleep. */
   async function scan(): Promise<number> {
@@ -112,7 +70,7 @@ export function startFinesseSyncScheduler(deps: { store: Store; box: SecretBox; 
       }
       wait = Math.min(wait, Math.max(nextAt * 1000, blockedUntil) - Date.now());
     }
-    return Math.min(MAX_WAIT_MS, Math.max(MIN_WAIT_MS, wait));
+    return wait;
   }
 
   /** The due sync of one provider under its lock; false when another instance holds the lock. */
@@ -141,18 +99,5 @@ export function startFinesseSyncScheduler(deps: { store: Store; box: SecretBox; 
     return outcome !== undefined;
   }
 
-  void store.listen(REALM_CHANGED_CHANNEL, () => schedule(CHANGE_DELAY_MS)).catch((err) => {
-    logger.warn({ err }, 'Finesse sync scheduler cannot listen for realm changes; new providers are seen within a minute');
-  });
-  schedule(MIN_WAIT_MS);
-
-  return {
-    poke: () => scanSoon(),
-    async stop() {
-      abort.abort();
-      clearTimeout(timer);
-      timer = undefined;
-      await scanning;
-    },
-  };
+  return startPeriodicScan({ store, logger, name: 'Finesse sync', abort, scan });
 }

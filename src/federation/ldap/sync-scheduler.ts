@@ -10,17 +10,13 @@
 import { Counter, type Registry } from 'prom-client';
 
 import type { SecretBox } from '../../crypto/secret-box.ts';
+import { MAX_WAIT_MS, MIN_WAIT_MS, startPeriodicScan } from '../../jobs/periodic-scan.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { REALM_CHANGED_CHANNEL } from '../../realms/registry.ts';
 import type { Store } from '../../store/db.ts';
 import type { Component } from '../../store/schema.ts';
 import { LDAP_MAPPER_PROVIDER_TYPE, ldapProviderConfig, USER_STORAGE_PROVIDER_TYPE } from './config.ts';
 import { LAST_FULL_SYNC, LAST_SYNC, ldapSyncLockKey, syncUsers, type SyncMode } from './sync.ts';
 
-const MIN_WAIT_MS = 1000;
-const MAX_WAIT_MS = 60_000;
-/** After a realm change: soon, but once for a burst of changes. */
-const CHANGE_DELAY_MS = 1000;
 
 export type LdapSyncScheduler = {
   /** Scans now (tests, or after a change the caller knows of). */
@@ -74,44 +70,6 @@ export function startLdapSyncScheduler(deps: { store: Store; box: SecretBox; log
   const abort = new AbortController();
   /** Providers whose last periodic sync failed here: not before this time (ms). */
   const retryAt = new Map<string, number>();
-  let timer: NodeJS.Timeout | undefined;
-  let wakeAt = Number.POSITIVE_INFINITY;
-  let scanning: Promise<void> | undefined;
-  let again = false;
-
-  const schedule = (ms: number): void => {
-    if (abort.signal.aborted) return;
-    const at = Date.now() + ms;
-    if (timer && at >= wakeAt) return;
-    clearTimeout(timer);
-    wakeAt = at;
-    timer = setTimeout(() => {
-      timer = undefined;
-      wakeAt = Number.POSITIVE_INFINITY;
-      scanSoon();
-    }, ms);
-    timer.unref();
-  };
-
-  const scanSoon = (): void => {
-    if (abort.signal.aborted) return;
-    if (scanning) {
-      again = true;
-      return;
-    }
-    scanning = scan().catch((err) => {
-      logger.warn({ err }, 'LDAP periodic sync scan failed');
-      return MAX_WAIT_MS;
-    }).then((waitMs) => {
-      scanning = undefined;
-      if (again) {
-        again = false;
-        schedule(MIN_WAIT_MS);
-      } else {
-        schedule(waitMs);
-      }
-    });
-  };
 
   /** Runs what is due; returns how long to sleep. */
   async function scan(): Promise<number> {
@@ -134,7 +92,7 @@ export function startLdapSyncScheduler(deps: { store: Store; box: SecretBox; log
       const nextMs = Math.max(nextAt * 1000, blockedUntil) - Date.now();
       wait = Math.min(wait, nextMs);
     }
-    return Math.min(MAX_WAIT_MS, Math.max(MIN_WAIT_MS, wait));
+    return wait;
   }
 
   /** The due sync of one provider under its lock; false when another instance holds the lock. */
@@ -166,18 +124,5 @@ export function startLdapSyncScheduler(deps: { store: Store; box: SecretBox; log
     return outcome !== undefined;
   }
 
-  void store.listen(REALM_CHANGED_CHANNEL, () => schedule(CHANGE_DELAY_MS)).catch((err) => {
-    logger.warn({ err }, 'LDAP sync scheduler cannot listen for realm changes; new providers are seen within a minute');
-  });
-  schedule(MIN_WAIT_MS);
-
-  return {
-    poke: () => scanSoon(),
-    async stop() {
-      abort.abort();
-      clearTimeout(timer);
-      timer = undefined;
-      await scanning;
-    },
-  };
+  return startPeriodicScan({ store, logger, name: 'LDAP sync', abort, scan });
 }
