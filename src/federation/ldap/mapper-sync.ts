@@ -16,7 +16,7 @@ import type { Logger } from '../../observability/logger.ts';
 import type { Db } from '../../store/db.ts';
 import type { Realm } from '../../store/schema.ts';
 import { withLdap } from './client.ts';
-import { groupPathSegments, list, normalizeDn } from './mappers.ts';
+import { groupPathSegments, list, normalizeDn, rawValues } from './mappers.ts';
 import type { LdapMapperConfig, LdapProviderConfig } from './types.ts';
 
 export type MapperSyncDirection = 'fedToKeycloak' | 'keycloakToFed';
@@ -105,17 +105,6 @@ async function loadAll(config: LdapProviderConfig, settings: MemberSettings, att
   }
 }
 
-/** An attribute's text values, whatever the server's spelling of its name. */
-function values(entry: Entry, attribute: string): string[] {
-  const wanted = attribute.toLowerCase();
-  const out: string[] = [];
-  for (const [name, value] of Object.entries(entry)) {
-    if (name === 'dn' || name.toLowerCase() !== wanted) continue;
-    for (const v of Array.isArray(value) ? value : [value]) out.push(typeof v === 'string' ? v : v.toString('utf8'));
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // group-ldap-mapper: LDAP -> local groups
 
@@ -128,7 +117,7 @@ function groupPathsOf(groups: LdapGroup[], settings: MemberSettings, preserveInh
   const parentOf = new Map<string, string>();
   for (const group of [...groups].sort((a, b) => a.dn.localeCompare(b.dn))) {
     const self = normalizeDn(group.dn);
-    for (const member of values(group.entry, settings.membershipAttribute)) {
+    for (const member of rawValues(group.entry, settings.membershipAttribute)) {
       const child = normalizeDn(member);
       if (child !== self && byDn.has(child) && !parentOf.has(child)) parentOf.set(child, self);
     }
@@ -169,7 +158,7 @@ async function syncGroupsFromLdap(db: Db, realm: Realm, config: LdapProviderConf
   const mappedAttributes = list(c['mapped.group.attributes'] ?? '');
   const entries = await loadAll(config, settings, [settings.nameAttribute, ...(preserveInheritance ? [settings.membershipAttribute] : []), ...mappedAttributes]);
   const groups = entries.flatMap((entry): LdapGroup[] => {
-    const name = values(entry, settings.nameAttribute)[0];
+    const name = rawValues(entry, settings.nameAttribute)[0];
     return name ? [{ dn: entry.dn, name, entry }] : [];
   });
   const paths = groupPathsOf(groups, settings, preserveInheritance);
@@ -210,7 +199,7 @@ async function copyGroupAttributes(db: Db, groupId: string, entry: Entry, names:
   if (!row) return;
   const attributes = { ...row.attributes };
   for (const name of names) {
-    const found = [...new Set(values(entry, name))];
+    const found = [...new Set(rawValues(entry, name))];
     if (found.length === 0) delete attributes[name];
     else attributes[name] = found;
   }
@@ -260,7 +249,7 @@ async function syncRolesFromLdap(db: Db, realm: Realm, config: LdapProviderConfi
   }
   const entries = await loadAll(config, settings, [settings.nameAttribute]);
   const counts = zero();
-  for (const name of new Set(entries.map((e) => values(e, settings.nameAttribute)[0]).filter((n): n is string => !!n))) {
+  for (const name of new Set(entries.map((e) => rawValues(e, settings.nameAttribute)[0]).filter((n): n is string => !!n))) {
     const inserted = await db.insertInto('roles').values({ id: newId(), realm_id: realm.id, client_id: container, name, description: null, attributes: '{}' })
       .onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst();
     if (inserted) counts.added++;

@@ -140,7 +140,7 @@ function unescapeDnValue(value: string): string {
 }
 
 /** An attribute of a raw ldapts entry, whatever the server's spelling of its name. */
-function rawValues(entry: Entry, attribute: string): string[] {
+export function rawValues(entry: Entry, attribute: string): string[] {
   const wanted = attribute.toLowerCase();
   const out: string[] = [];
   for (const [name, value] of Object.entries(entry)) {
