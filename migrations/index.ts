@@ -8,6 +8,7 @@ import * as admin from './0003_admin.ts';
 import * as accessKeys from './0004_access_keys.ts';
 import * as loginAuthenticators from './0005_login_authenticators.ts';
 import * as ldapFederation from './0006_ldap_federation.ts';
+import * as identityBrokering from './0007_identity_brokering.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': core,
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '0004_access_keys': accessKeys,
   '0005_login_authenticators': loginAuthenticators,
   '0006_ldap_federation': ldapFederation,
+  '0007_identity_brokering': identityBrokering,
 };

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { AccessKeyTokens, LEGACY_ACCESS_KEY_ROUTE } from './access-keys/token-exchange.ts';
 import { selfServiceAccessKeys } from './access-keys/self-service.ts';
 import { createAdminApi } from './admin/index.ts';
+import { createBrokerRoutes } from './broker/routes.ts';
 import type { Config } from './config.ts';
 import type { SecretBox } from './crypto/secret-box.ts';
 import type { LoginEvent } from './events/events.ts';
@@ -104,6 +105,7 @@ export function createApp(services: AppServices): Koa {
   const app = new Koa();
   const loginPages = new LoginPages({ pages: services.pages, logger, event: services.event, basePath: base, mailer: services.mailer });
   const loginActions = createLoginRoutes(loginPages);
+  const broker = createBrokerRoutes(loginPages);
   const logout = createLogoutRoute(loginPages);
   const accessKeyTokens = new AccessKeyTokens({ db: store.db, registry, logger, metrics, event: services.event });
 
@@ -203,6 +205,10 @@ export function createApp(services: AppServices): Koa {
     if (rest === '/access-keys' || /^\/access-keys\/[^/]+$/.test(rest)) {
       ctx.state.route = rest === '/access-keys' ? '/realms/:realm/access-keys' : '/realms/:realm/access-keys/:id';
       return selfServiceAccessKeys(ctx, realm, issuer, registry);
+    }
+    if (rest.startsWith('/broker/')) {
+      ctx.state.route = '/realms/:realm/broker';
+      return broker(ctx, realm, issuer, registry.provider(realm, issuer), rest.slice('/broker'.length));
     }
     if (rest.startsWith('/login-actions/')) {
       ctx.state.route = '/realms/:realm/login-actions';

@@ -18,6 +18,7 @@ import { createPageRenderer, pageSecurityHeaders } from './login/pages.ts';
 import { Mailer } from './mail/mailer.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { deleteExpiredBrokerState } from './broker/broker-requests.ts';
 import { deleteExpiredActionTokens } from './login/action-tokens.ts';
 import { deleteExpiredOtpSteps } from './login/otp.ts';
 import { deleteExpiredPayloads } from './oidc/adapter.ts';
@@ -188,7 +189,7 @@ async function listen(config: Config, logger: Logger, store: Store, options: { s
       const payloads = await deleteExpiredPayloads(store.db);
       const sessions = await deleteExpiredSessions(store.db);
       const realms = await deleteRetiredKeys(store.db);
-      const loginState = await deleteExpiredActionTokens(store.db) + await deleteExpiredOtpSteps(store.db);
+      const loginState = await deleteExpiredActionTokens(store.db) + await deleteExpiredOtpSteps(store.db) + await deleteExpiredBrokerState(store.db);
       for (const realmId of realms) await registry.realmChanged(realmId);
       if (payloads > 0 || sessions > 0 || realms.length > 0 || loginState > 0) {
         logger.info({ payloads, sessions, keyRealms: realms.length, loginState }, 'removed expired state');

@@ -35,6 +35,10 @@ export const EVENT_TYPES: Record<string, boolean> = (() => {
   ];
   // The _ERROR twin of each type is saved alike, except these three (Keycloak's exceptions).
   const errorNotSaved = new Set(['PERMISSION_TOKEN', 'USER_DISABLED_BY_PERMANENT_LOCKOUT', 'USER_DISABLED_BY_TEMPORARY_LOCKOUT']);
+  // Cloakroom's one departure: a failed login at an identity provider is kept by default (Keycloak
+  // does not keep IDENTITY_PROVIDER_LOGIN_ERROR unless chosen), so an operator sees why a tenant's
+  // SSO fails without first changing the realm's event settings.
+  const errorSaved = new Set(['IDENTITY_PROVIDER_LOGIN']);
   const out: Record<string, boolean> = {};
   for (const type of saved) {
     out[type] = true;
@@ -42,7 +46,7 @@ export const EVENT_TYPES: Record<string, boolean> = (() => {
   }
   for (const type of notSaved) {
     out[type] = false;
-    out[`${type}_ERROR`] = false;
+    out[`${type}_ERROR`] = errorSaved.has(type);
   }
   return out;
 })();

@@ -5,6 +5,7 @@
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 
+import { brokerSessionsOf, forgetBrokerSessions, propagateLogout } from '../broker/logout.ts';
 import { readForm, BodyError } from '../http/body.ts';
 import { redirectUriMatches } from '../oidc/client-policy.ts';
 import { verifyRealmSignedToken } from '../oidc/realm-jwt.ts';
@@ -76,16 +77,30 @@ export function createLogoutRoute(pages: LoginPages) {
       });
     }
 
-    for (const sid of new Set([hintSid, browserSid].filter((s): s is string => Boolean(s)))) {
+    const sids = [...new Set([hintSid, browserSid].filter((s): s is string => Boolean(s)))];
+    const brokered = await brokerSessionsOf(realm, sids);
+    for (const sid of sids) {
       const ended = await endSsoSession(realm, issuer, sid, deps.logger);
       if (ended.userId) deps.event(realm, { type: 'LOGOUT', clientId, userId: ended.userId, sessionId: sid, ipAddress: ctx.ip, details: { ...(redirectUri ? { redirect_uri: redirectUri } : {}) } });
     }
     if (browserSid) await browserSession.destroy().catch(() => undefined);
     ctx.cookies.set(SESSION_COOKIE, null, { path: new URL(issuer).pathname, httpOnly: false, signed: false, overwrite: true });
 
-    if (redirectUri) {
-      const target = new URL(redirectUri);
-      if (state) target.searchParams.set('state', state);
+    const target = redirectUri ? new URL(redirectUri) : undefined;
+    if (target && state) target.searchParams.set('state', state);
+    // Sessions that came through an identity provider end there too (src/broker/logout.ts).
+    if (brokered.length > 0) {
+      await forgetBrokerSessions(realm, brokered.map((b) => b.sessionId));
+      const upstream = await propagateLogout(realm, issuer, brokered, target?.href);
+      if (upstream && 'redirect' in upstream) {
+        ctx.status = 302;
+        ctx.set('Cache-Control', 'no-store');
+        return ctx.redirect(upstream.redirect);
+      }
+      if (upstream) return pages.render(ctx, realm, 'saml-post', { locale, postUrl: upstream.post.url, hidden: upstream.post.form });
+    }
+
+    if (target) {
       ctx.status = 302;
       ctx.set('Cache-Control', 'no-store');
       ctx.redirect(target.href);

@@ -11,7 +11,7 @@ import { Eta, EtaFileResolutionError } from 'eta';
 export type PageName =
   | 'login-username' | 'login-password' | 'login' | 'consent' | 'error' | 'logout-confirm' | 'logged-out' | 'info'
   | 'login-otp' | 'login-config-totp' | 'login-update-password' | 'login-update-profile' | 'terms' | 'login-verify-email'
-  | 'login-reset-password' | 'login-action-confirm';
+  | 'login-reset-password' | 'login-action-confirm' | 'login-broker-link' | 'saml-post';
 export type PageMessage = { type: 'error' | 'warning' | 'info' | 'success'; text: string };
 export type PageData = {
   /** Realm id-name, used when there is no display name. */
@@ -55,6 +55,14 @@ export type PageData = {
   scopes?: { name: string; description?: string }[];
   /** Optional "Back to application" link. */
   redirectUrl?: string;
+  /** Optional "Back to Login" link (error pages of a login in progress). */
+  loginUrl?: string;
+  /** Login pages: a button per identity provider. */
+  identityProviders?: { alias: string; displayName: string; loginUrl: string }[];
+  /** Broker link page: the identity provider's display name. */
+  providerName?: string;
+  /** SAML HTTP-POST binding page: where the hidden inputs go. */
+  postUrl?: string;
 };
 export type PageRenderer = {
   /** A full HTML document. */
@@ -74,7 +82,7 @@ const MESSAGES_FILE = /^messages_([a-zA-Z]{2,3}(?:_[a-zA-Z0-9]{2,8})*)\.json$/;
 const PAGES: ReadonlySet<string> = new Set<PageName>([
   'login-username', 'login-password', 'login', 'consent', 'error', 'logout-confirm', 'logged-out', 'info',
   'login-otp', 'login-config-totp', 'login-update-password', 'login-update-profile', 'terms', 'login-verify-email',
-  'login-reset-password', 'login-action-confirm',
+  'login-reset-password', 'login-action-confirm', 'login-broker-link', 'saml-post',
 ]);
 const MESSAGE_TYPES: ReadonlySet<string> = new Set<PageMessage['type']>(['error', 'warning', 'info', 'success']);
 
@@ -153,6 +161,12 @@ export function createPageRenderer(viewsDir: string): PageRenderer {
           }),
         ),
         redirectUrl: safeUrl(data.redirectUrl),
+        loginUrl: safeUrl(data.loginUrl),
+        postUrl: safeUrl(data.postUrl),
+        identityProviders: (data.identityProviders ?? []).flatMap((p) => {
+          const url = safeUrl(p.loginUrl);
+          return url === undefined ? [] : [{ ...p, loginUrl: url }];
+        }),
         message,
         t: (key: string, ...args: string[]) => lookup(bundle, key, args),
       };

@@ -86,11 +86,15 @@ async function passwordIsExpired(realm: RealmContext, user: User, authenticator:
  * realm has them enabled; the authenticator's demands (expired password, MFA without a device)
  * always do. `only` restricts to the actions of an e-mailed link.
  */
-export async function pendingRequiredActions(realm: RealmContext, user: User, authenticator: EffectiveAuthenticator, only?: string[]): Promise<string[]> {
+/**
+ * `brokered`: signed in through an identity provider, which owns the password and the second
+ * factor: no expired-password change and no MFA enrollment (Keycloak's first broker login likewise).
+ */
+export async function pendingRequiredActions(realm: RealmContext, user: User, authenticator: EffectiveAuthenticator, only?: string[], options: { brokered?: boolean } = {}): Promise<string[]> {
   const providers = requiredActionProviders(realm.realm.settings).slice().sort((a, b) => a.priority - b.priority);
   const enabled = new Set(providers.filter((p) => p.enabled).map((p) => p.alias));
   const wanted = new Set((only ?? user.required_actions).filter((a) => only !== undefined || enabled.has(a)));
-  if (only === undefined) {
+  if (only === undefined && !options.brokered) {
     if (await passwordIsExpired(realm, user, authenticator)) wanted.add('UPDATE_PASSWORD');
     if (authenticator.settings.mfa !== 'none' && matchingDevices(await listOtpDevices(realm.db, user.id), authenticator).length === 0) {
       wanted.add('CONFIGURE_TOTP');

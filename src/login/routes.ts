@@ -17,6 +17,12 @@ import type { LoginResultExtras } from '../oidc/sso-session.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { loginFlow } from '../realms/settings.ts';
 import { findUserById } from '../store/users.ts';
+import { consumeBrokerRequest, createBrokerRequest, findBrokerRequest } from '../broker/broker-requests.ts';
+import { brokerLogin, linkExistingUser, type BrokerLoginOutcome } from '../broker/first-login.ts';
+import { enabledBrokerProvider, loginPageProviders, type BrokerProvider } from '../broker/identity-providers.ts';
+import { brokerSessionNote, takeBrokeredIdentity, type BrokerSessionNote } from '../broker/login-handoff.ts';
+import { brokerLoginUrl } from '../broker/urls.ts';
+import { BrokerError, type BrokeredIdentity } from '../broker/types.ts';
 import type { User } from '../store/schema.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { createActionTokenPage } from './action-token-page.ts';
@@ -122,11 +128,11 @@ export function createLoginRoutes(pages: LoginPages) {
   return async function loginActions(ctx: Context, realm: RealmContext, issuer: string, provider: Provider, rest: string): Promise<void> {
     // E-mailed links need no interaction (they may be opened in another browser).
     if (rest === '/action-token') return actionTokenPage(ctx, realm, issuer);
-    const match = /^\/([\w-]{1,64})(?:\/(username|password|login|consent|restart|otp|action|reset-credentials))?$/.exec(rest);
+    const match = /^\/([\w-]{1,64})(?:\/(username|password|login|consent|restart|otp|action|reset-credentials|broker|broker-link))?$/.exec(rest);
     if (!match) return pages.errorPage(ctx, realm, 'invalidRequestMessage', 404);
     const [, uid, step] = match as unknown as [string, string, string | undefined];
     const isPost = ctx.method === 'POST';
-    if (isPost ? !['username', 'password', 'login', 'consent', 'otp', 'action', 'reset-credentials'].includes(step ?? '') : ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+    if (isPost ? !['username', 'password', 'login', 'consent', 'otp', 'action', 'reset-credentials', 'broker-link'].includes(step ?? '') : ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       return pages.errorPage(ctx, realm, 'invalidRequestMessage', 405);
     }
 
@@ -149,9 +155,13 @@ export function createLoginRoutes(pages: LoginPages) {
     const actions = {
       username: `${loginBase}/username`, password: `${loginBase}/password`, login: `${loginBase}/login`,
       consent: `${loginBase}/consent`, restart: `${loginBase}/restart`, otp: `${loginBase}/otp`, action: `${loginBase}/action`,
+      brokerLink: `${loginBase}/broker-link`,
       ...(resetPasswordAllowed(realm) ? { resetCredentials: `${loginBase}/reset-credentials` } : {}),
     };
-    const common = { locale, csrf, actions, rememberMeAllowed: realm.settings.rememberMe };
+    const identityProviders = (await loginPageProviders(realm)).map((p) => ({
+      alias: p.alias, displayName: p.row.display_name || p.alias, loginUrl: brokerLoginUrl(issuer, p.alias, uid),
+    }));
+    const common = { locale, csrf, actions, rememberMeAllowed: realm.settings.rememberMe, identityProviders };
 
     const finish = async (result: Record<string, unknown>): Promise<void> => {
       const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
@@ -202,8 +212,35 @@ export function createLoginRoutes(pages: LoginPages) {
     const loginHint = typeof params.login_hint === 'string' ? params.login_hint.slice(0, MAX_USERNAME) : '';
     const flow = flowState(interaction);
 
+    // --- identity brokering (src/broker/): a provider's validated identity arrives here --------
+    const handoff = step === 'broker' ? ctx.query.code
+      : !flow && !step && typeof params.broker_handoff === 'string' ? params.broker_handoff : undefined;
+    if (handoff !== undefined && ctx.method === 'GET') {
+      const taken = await takeBrokeredIdentity(realm, typeof handoff === 'string' ? handoff : '', { uid, clientId });
+      if ('error' in taken) {
+        deps.event(realm, { type: 'IDENTITY_PROVIDER_LOGIN_ERROR', clientId, ipAddress: ctx.ip, error: taken.error, details: { reason: taken.reason } });
+        return pages.render(ctx, realm, 'error', { locale, loginUrl: actions.restart, message: { type: 'error', text: t(locale, taken.messageKey) } }, 400);
+      }
+      return brokeredLogin(taken.provider, taken.identity);
+    }
+    if (flow?.link && step !== 'restart') {
+      // An existing account matched: the user proves it before the link is made.
+      if (isPost && step === 'broker-link') return confirmLink(flow, flow.link);
+      return renderLink(flow);
+    }
+    if (step === 'broker-link') return pages.errorPage(ctx, realm, 'invalidRequestMessage', 400, locale);
+    if (!flow && !step && !isPost && typeof params.kc_idp_hint === 'string' && params.kc_idp_hint !== '') {
+      // kc_idp_hint skips the login page for an enabled provider; an unknown hint shows the page.
+      const hinted = await enabledBrokerProvider(realm, params.kc_idp_hint);
+      if (hinted && !hinted.row.link_only) {
+        ctx.status = 303;
+        return ctx.redirect(brokerLoginUrl(issuer, hinted.alias, uid));
+      }
+    }
+    // --- end identity brokering ---------------------------------------------------------------
+
     // After the password: the OTP step and required actions of the user authenticated so far.
-    if (flow && step !== 'restart') {
+    if (flow && !flow.link && step !== 'restart') {
       const user = await findUserById(realm.db, realm.id, flow.userId);
       if (!user || !user.enabled) return restartFlow();
       const authenticator = await realmLoginAuthenticator(realm, user);
@@ -215,7 +252,7 @@ export function createLoginRoutes(pages: LoginPages) {
         return renderOtp(page);
       }
       if (isPost && step === 'action') {
-        const [current] = await pendingRequiredActions(realm, user, authenticator);
+        const [current] = await pendingRequiredActions(realm, user, authenticator, undefined, { brokered: flow.broker !== undefined });
         // A stale form (another tab already completed it) just shows what is due now.
         if (current && form.requiredAction === current) {
           const outcome = await submitRequiredAction({ ...page, hidden: { requiredAction: current } }, current, form);
@@ -312,13 +349,99 @@ export function createLoginRoutes(pages: LoginPages) {
     }
 
     async function continueFlow(state: FlowState, actionPage: ActionPageContext): Promise<void> {
-      const [current] = await pendingRequiredActions(realm, actionPage.user, actionPage.authenticator);
+      const [current] = await pendingRequiredActions(realm, actionPage.user, actionPage.authenticator, undefined, { brokered: state.broker !== undefined });
       if (current === undefined) return finishLogin(state, actionPage.user);
       if (!state.entered.includes(current)) {
         await enterRequiredAction(actionPage, current);
         await saveFlow({ ...state, entered: [...state.entered, current] });
       }
       return renderRequiredAction({ ...actionPage, hidden: { requiredAction: current } }, current);
+    }
+
+    // --- identity brokering ------------------------------------------------------------------
+
+    async function brokerFailure(error: string, reason: string, messageKey: string, userId?: string): Promise<void> {
+      deps.event(realm, { type: 'IDENTITY_PROVIDER_LOGIN_ERROR', clientId, userId, ipAddress: ctx.ip, error, details: { reason } });
+      await saveFlow(undefined);
+      return pages.render(ctx, realm, 'error', { locale, loginUrl: actions.restart, message: { type: 'error', text: t(locale, messageKey) } }, 400);
+    }
+
+    async function brokeredLogin(provider: BrokerProvider, identity: BrokeredIdentity): Promise<void> {
+      const details = { identity_provider: provider.alias, identity_provider_identity: identity.username ?? identity.id };
+      let outcome: BrokerLoginOutcome;
+      try {
+        outcome = await brokerLogin(realm, provider, identity);
+      } catch (error) {
+        if (error instanceof BrokerError) return brokerFailure(error.error, error.reason, 'identityProviderUnexpectedErrorMessage');
+        throw error;
+      }
+      if (outcome.kind === 'refused') return brokerFailure(outcome.error, `${provider.alias}: ${outcome.error}`, outcome.messageKey, outcome.user?.id);
+      if (outcome.kind === 'confirm-link') {
+        const handoffId = await createBrokerRequest(realm, { alias: provider.alias, interactionUid: uid, clientId, identity });
+        const state: FlowState = {
+          userId: outcome.existing.id, username: outcome.existing.username, rememberMe: false, amr: [], stage: 'actions', entered: [],
+          link: { alias: provider.alias, handoffId, providerName: provider.row.display_name || provider.alias },
+        };
+        await saveFlow(state);
+        return renderLink(state);
+      }
+      const { user } = outcome;
+      if (outcome.created) {
+        deps.event(realm, { type: 'REGISTER', clientId, userId: user.id, ipAddress: ctx.ip, details: { ...details, register_method: 'broker', username: user.username } });
+      }
+      if (outcome.linked) deps.event(realm, { type: 'FEDERATED_IDENTITY_LINK', clientId, userId: user.id, ipAddress: ctx.ip, details });
+      deps.event(realm, { type: outcome.created || outcome.linked ? 'IDENTITY_PROVIDER_FIRST_LOGIN' : 'IDENTITY_PROVIDER_LOGIN', clientId, userId: user.id, ipAddress: ctx.ip, details });
+      const state: FlowState = {
+        userId: user.id, username: user.username, rememberMe: false, amr: ['fed'], stage: 'actions', entered: [],
+        broker: brokerSessionNote(realm, provider, identity),
+      };
+      await saveFlow(state);
+      const authenticator = await realmLoginAuthenticator(realm, user);
+      return continueFlow(state, { pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer });
+    }
+
+    async function renderLink(state: FlowState, error?: string): Promise<void> {
+      return pages.render(ctx, realm, 'login-broker-link', {
+        ...common, username: state.username, providerName: state.link?.providerName ?? '', loginUrl: actions.restart,
+        ...(error ? { errors: { password: error } } : {}),
+      }, error ? 401 : 200);
+    }
+
+    async function confirmLink(state: FlowState, link: NonNullable<FlowState['link']>): Promise<void> {
+      const password = text('password', MAX_PASSWORD);
+      if (!password) return renderLink(state, t(locale, 'missingPasswordMessage'));
+      const linkDetails = { auth_method: 'openid-connect', auth_type: 'code', username: state.username, identity_provider: link.alias };
+      const result = await authenticatePassword(realm, state.username, password, ctx.ip, { clearFailuresOnSuccess: false });
+      if (!result.ok || result.user.id !== state.userId) {
+        deps.event(realm, { type: 'LOGIN_ERROR', clientId, userId: state.userId, ipAddress: ctx.ip, error: result.ok ? 'invalid_user_credentials' : result.error, details: linkDetails });
+        if (!result.ok && result.lockoutEvent) deps.event(realm, { ...result.lockoutEvent, clientId });
+        const key = !result.ok ? FAILURE_MESSAGES[result.error] ?? 'invalidUserMessage' : 'invalidUserMessage';
+        return renderLink(state, t(locale, key));
+      }
+      const request = await findBrokerRequest(realm, link.alias, link.handoffId);
+      const provider = await enabledBrokerProvider(realm, link.alias);
+      if (!request?.identity || !provider || !await consumeBrokerRequest(realm, request.id)) {
+        return brokerFailure('expired_code', 'broker link handoff expired or used', 'identityProviderLoginTimeoutMessage', state.userId);
+      }
+      try {
+        await linkExistingUser(realm, provider, request.identity, result.user.id);
+      } catch (error) {
+        if (error instanceof BrokerError) return brokerFailure(error.error, error.reason, 'identityProviderUnexpectedErrorMessage', state.userId);
+        throw error;
+      }
+      const details = { identity_provider: link.alias, identity_provider_identity: request.identity.username ?? request.identity.id };
+      deps.event(realm, { type: 'FEDERATED_IDENTITY_LINK', clientId, userId: result.user.id, ipAddress: ctx.ip, details });
+      deps.event(realm, { type: 'IDENTITY_PROVIDER_FIRST_LOGIN', clientId, userId: result.user.id, ipAddress: ctx.ip, details });
+      const user = (await findUserById(realm.db, realm.id, result.user.id))!;
+      const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), result.authenticator) : [];
+      const next: FlowState = {
+        userId: user.id, username: user.username, rememberMe: false, amr: ['pwd', 'fed'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [],
+        broker: brokerSessionNote(realm, provider, request.identity),
+      };
+      await saveFlow(next);
+      const actionPage: ActionPageContext = { pages, ctx, realm, user, authenticator: result.authenticator, locale, csrf, formAction: actions.action, clientId, issuer };
+      if (next.stage === 'actions') await recordLoginSuccess(realm.db, realm.id, user.id, result.authenticator.settings);
+      return next.stage === 'otp' ? renderOtp(actionPage) : continueFlow(next, actionPage);
     }
 
     async function finishLogin(state: FlowState, user: { id: string; enabled: boolean }): Promise<void> {
@@ -331,7 +454,7 @@ export function createLoginRoutes(pages: LoginPages) {
         interaction.session = undefined;
         await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
       }
-      const extras: LoginResultExtras = { username: state.username, ipAddress: ctx.ip };
+      const extras: LoginResultExtras = { username: state.username, ipAddress: ctx.ip, ...(state.broker ? { broker: state.broker } : {}) };
       return finish({
         login: { accountId: user.id, remember: state.rememberMe, ts: Math.floor(Date.now() / 1000), acr: '1', amr: state.amr, ...extras },
       });
@@ -362,6 +485,10 @@ type FlowState = {
   stage: 'otp' | 'actions';
   /** Required actions already shown once (VERIFY_EMAIL sends its mail on entry). */
   entered: string[];
+  /** Signed in through an identity provider: the upstream session, for logout. */
+  broker?: BrokerSessionNote;
+  /** An identity provider's identity waits to be linked to this (existing) user, who must sign in first. */
+  link?: { alias: string; handoffId: string; providerName: string };
 };
 
 function flowState(interaction: Interaction): FlowState | undefined {

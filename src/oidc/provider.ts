@@ -149,6 +149,9 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
         return Boolean(realm.loadedClient(client.clientId)?.row.attributes['pkce.code.challenge.method']);
       },
     },
+    // Keycloak's kc_idp_hint (straight to an identity provider) and the handoff of an IdP-initiated
+    // SAML login (src/broker/routes.ts) reach the login pages through the interaction's params.
+    extraParams: ['kc_idp_hint', 'broker_handoff'],
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

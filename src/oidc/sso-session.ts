@@ -5,6 +5,7 @@
 // login when the user session has ended.
 import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
+import type { BrokerSessionNote } from '../broker/login-handoff.ts';
 import type { LoginEvent } from '../events/events.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { ssoSessionLifespans } from '../realms/settings.ts';
@@ -12,7 +13,7 @@ import { touchUserSession } from '../store/sessions.ts';
 import { startUserSession } from './session-tokens.ts';
 
 /** What the login pages put into oidc-provider's login result besides accountId. */
-export type LoginResultExtras = { username: string; ipAddress: string };
+export type LoginResultExtras = { username: string; ipAddress: string; /** Signed in through an identity provider. */ broker?: BrokerSessionNote };
 
 type LoginResult = { accountId: string; remember?: boolean; ts?: number } & Partial<LoginResultExtras>;
 
@@ -28,7 +29,8 @@ export function interactionPolicyFor(realm: RealmContext, record: (realm: RealmC
         id: session.uid, userId: session.accountId, loginUsername: fresh.username ?? '', ipAddress: fresh.ipAddress ?? ctx.ip,
         rememberMe: !session.transient, authTime: session.loginTs ?? Math.floor(Date.now() / 1000),
       });
-      record(realm, loginEvent(ctx, session.accountId, session.uid, fresh.username));
+      if (fresh.broker) await recordBrokerSession(realm, session.uid, session.accountId, fresh.broker);
+      record(realm, loginEvent(ctx, session.accountId, session.uid, fresh.username, fresh.broker));
       return interactionPolicy.Check.NO_NEED_TO_PROMPT;
     }
     const alive = await touchUserSession(realm.db, { realmId: realm.id, id: session.uid, offline: false }, (remember) => ssoSessionLifespans(realm.settings, remember));
@@ -69,10 +71,24 @@ export function loadExistingGrantFor(realm: RealmContext, resource: string): Non
   };
 }
 
-function loginEvent(ctx: KoaContextWithOIDC, userId: string, sessionId: string, username: string | undefined): LoginEvent {
+function loginEvent(ctx: KoaContextWithOIDC, userId: string, sessionId: string, username: string | undefined, broker?: BrokerSessionNote): LoginEvent {
   const params = ctx.oidc.params as Record<string, unknown>;
   return {
     type: 'LOGIN', clientId: ctx.oidc.client?.clientId, userId, sessionId, ipAddress: ctx.ip,
-    details: { auth_method: 'openid-connect', auth_type: 'code', redirect_uri: params.redirect_uri, username, response_type: params.response_type },
+    details: {
+      auth_method: 'openid-connect', auth_type: 'code', redirect_uri: params.redirect_uri, username, response_type: params.response_type,
+      ...(broker ? { identity_provider: broker.alias, identity_provider_identity: broker.externalUserId } : {}),
+    },
   };
+}
+
+/** Which upstream session this user session came from (logout propagation, SAML single logout). */
+async function recordBrokerSession(realm: RealmContext, sessionId: string, userId: string, note: BrokerSessionNote): Promise<void> {
+  await realm.db.insertInto('broker_sessions').values({
+    session_id: sessionId, realm_id: realm.id, identity_provider: note.alias, user_id: userId, external_user_id: note.externalUserId,
+    external_session: note.externalSession ?? null, data_sealed: note.dataSealed ?? null,
+  }).onConflict((oc) => oc.columns(['realm_id', 'session_id']).doUpdateSet({
+    identity_provider: note.alias, user_id: userId, external_user_id: note.externalUserId,
+    external_session: note.externalSession ?? null, data_sealed: note.dataSealed ?? null,
+  })).execute();
 }

@@ -317,6 +317,35 @@ export type ActionTokenTable = {
 
 export type OtpUsedStepTable = { credential_id: string; step: number; expires_at: Timestamp };
 
+/** A login in flight at an upstream identity provider (src/broker/broker-requests.ts). */
+export type BrokerRequestTable = {
+  id: string;
+  realm_id: string;
+  identity_provider: string;
+  interaction_uid: string | null;
+  client_id: string | null;
+  protocol_sealed: string | null;
+  identity_sealed: string | null;
+  created_at: CreatedAt;
+  expires_at: Timestamp;
+  consumed_at: Timestamp | null;
+};
+
+/** SAML assertion ids seen, kept until the assertion expires (replay protection). */
+export type SamlAssertionIdTable = { realm_id: string; identity_provider: string; assertion_id: string; expires_at: Timestamp };
+
+/** The upstream side of a brokered user session (logout propagation). */
+export type BrokerSessionTable = {
+  session_id: string;
+  realm_id: string;
+  identity_provider: string;
+  user_id: string;
+  external_user_id: string;
+  external_session: string | null;
+  data_sealed: string | null;
+  created_at: CreatedAt;
+};
+
 export type RealmUserCountTable = { realm_id: string; people: number };
 
 export type Database = {
@@ -353,6 +382,9 @@ export type Database = {
   login_authenticators: LoginAuthenticatorTable;
   action_tokens: ActionTokenTable;
   otp_used_steps: OtpUsedStepTable;
+  broker_requests: BrokerRequestTable;
+  saml_assertion_ids: SamlAssertionIdTable;
+  broker_sessions: BrokerSessionTable;
 };
 
 export type Realm = Selectable<RealmTable>;

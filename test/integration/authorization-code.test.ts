@@ -211,9 +211,9 @@ async function eventually<T>(check: () => Promise<T | undefined> | T | undefined
 /** The `_session` cookie's Set-Cookie line among everything a login flow set. */
 class RecordingJar extends CookieJar {
   readonly setCookies: string[] = [];
-  override store(response: Response): void {
+  override store(response: Response, url?: string): void {
     this.setCookies.push(...response.headers.getSetCookie());
-    super.store(response);
+    super.store(response, url);
   }
   sessionCookie(): string | undefined {
     return this.setCookies.filter((line) => line.startsWith('_session=')).at(-1);

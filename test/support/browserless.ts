@@ -1,39 +1,65 @@
 // A browser without a browser: follows the authorization redirects and fills in the hosted
 // login forms with fetch and a small cookie jar. For tests and the bench's login scenario.
 
-/** Cookies by name (paths ignored: the server reads only its own names). */
+/**
+ * Cookies by name and path, as a browser keeps them: two realms of one server both set
+ * `_interaction`, each for its own path. Without a URL, header() sends every cookie (last set wins).
+ */
 export class CookieJar {
   readonly cookies = new Map<string, string>();
+  readonly #byPath = new Map<string, { name: string; value: string; path: string }>();
 
-  store(response: Response): void {
+  store(response: Response, url = response.url): void {
     for (const line of response.headers.getSetCookie()) {
-      const [pair] = line.split(';');
+      const [pair, ...attributes] = line.split(';');
       const eq = pair!.indexOf('=');
       const name = pair!.slice(0, eq).trim();
       const value = pair!.slice(eq + 1).trim();
-      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line) || /max-age=0/i.test(line)) this.cookies.delete(name);
-      else this.cookies.set(name, value);
+      const pathAttribute = attributes.map((a) => a.trim()).find((a) => /^path=/i.test(a))?.slice(5);
+      const path = pathAttribute || defaultPath(url);
+      const key = `${name}|${path}`;
+      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line) || /max-age=0/i.test(line)) {
+        this.cookies.delete(name);
+        this.#byPath.delete(key);
+      } else {
+        this.cookies.set(name, value);
+        this.#byPath.set(key, { name, value, path });
+      }
     }
   }
 
-  header(): string {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  header(url?: string): string {
+    if (url === undefined) return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    const pathname = new URL(url).pathname;
+    const matching = [...this.#byPath.values()]
+      .filter((c) => pathname === c.path || pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`))
+      .sort((a, b) => b.path.length - a.path.length);
+    return matching.map((c) => `${c.name}=${c.value}`).join('; ');
+  }
+}
+
+function defaultPath(url: string): string {
+  try {
+    const { pathname } = new URL(url);
+    return pathname.lastIndexOf('/') > 0 ? pathname.slice(0, pathname.lastIndexOf('/')) : '/';
+  } catch {
+    return '/';
   }
 }
 
 export async function get(url: string, jar: CookieJar, headers: Record<string, string> = {}): Promise<Response> {
-  const response = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header(), ...headers } });
-  jar.store(response);
+  const response = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header(url), ...headers } });
+  jar.store(response, url);
   return response;
 }
 
 export async function post(url: string, form: Record<string, string>, jar: CookieJar, headers: Record<string, string> = {}): Promise<Response> {
   const response = await fetch(url, {
     method: 'POST', redirect: 'manual',
-    headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    headers: { cookie: jar.header(url), 'content-type': 'application/x-www-form-urlencoded', ...headers },
     body: new URLSearchParams(form),
   });
-  jar.store(response);
+  jar.store(response, url);
   return response;
 }
 

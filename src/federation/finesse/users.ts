@@ -16,6 +16,7 @@ import { defaultRoleOf } from '../../admin/realms.ts';
 import { newId } from '../../crypto/random.ts';
 import type { Db } from '../../store/db.ts';
 import { groupPaths } from '../../store/groups.ts';
+import { findRole, roleContainer } from '../../store/roles.ts';
 import type { Realm, User } from '../../store/schema.ts';
 import { finesseLog } from './client.ts';
 import type { FinesseProviderConfig } from './config.ts';
@@ -172,25 +173,6 @@ async function upsertOnce(db: Db, realm: Realm, config: FinesseProviderConfig, f
 
 // ---------------------------------------------------------------------------------------------
 // Roles
-
-async function findRole(db: Db, realmId: string, container: string | null, name: string): Promise<string | undefined> {
-  const query = db.selectFrom('roles').select('id').where('realm_id', '=', realmId).where('name', '=', name);
-  return (await (container === null ? query.where('client_id', 'is', null) : query.where('client_id', '=', container)).executeTakeFirst())?.id;
-}
-
-/**
- * Where a mapped role lives, as Keycloak's KeycloakModelUtils.getRoleFromString reads it: the realm
- * role of that name if there is one, else `clientId.role` of an existing client, else a realm role.
- */
-async function roleContainer(db: Db, realmId: string, spec: string): Promise<{ container: string | null; name: string }> {
-  if (await findRole(db, realmId, null, spec)) return { container: null, name: spec };
-  const dot = spec.lastIndexOf('.');
-  if (dot > 0 && dot < spec.length - 1) {
-    const client = await db.selectFrom('clients').select('id').where('realm_id', '=', realmId).where('client_id', '=', spec.slice(0, dot)).executeTakeFirst();
-    if (client) return { container: client.id, name: spec.slice(dot + 1) };
-  }
-  return { container: null, name: spec };
-}
 
 /** The mapped role (created when missing when `create`). */
 async function mappedRole(db: Db, realmId: string, spec: string, create: boolean): Promise<string | undefined> {
