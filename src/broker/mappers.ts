@@ -1,10 +1,12 @@
 // Identity provider mappers, as Keycloak's IdentityProviderMapper implementations behave: what a
 // brokered identity means for the local user (username, attributes, roles, groups). evaluate()
 // is pure: it reads the identity and the mapper configs and says what should hold. apply() writes
-// it inside the caller's transaction, under the provider's sync mode:
+// it inside the caller's transaction, under each mapper's sync mode (its own `syncMode` config, or
+// the provider's when INHERIT/unset):
 //   - 'import': the user was just created (or linked): everything is set and granted;
 //   - 'FORCE': every login: attributes are overwritten (removed when the claim is gone), roles and
-//     groups of matching importers granted and of non-matching ones taken away;
+//     groups of matching importers granted and of non-matching ones taken away (unless another
+//     mapper granted the same one in this login, Keycloak's KEYCLOAK-8730 rule);
 //   - 'LEGACY': every login, but nothing is taken away;
 //   - 'IMPORT' at a later login: nothing changes.
 import type { Db } from '../store/db.ts';
@@ -13,18 +15,26 @@ import { findRole, roleContainer } from '../store/roles.ts';
 import type { IdentityProviderMapperModel } from './identity-providers.ts';
 import { BrokerError, type BrokeredIdentity } from './types.ts';
 
+export type SyncMode = 'IMPORT' | 'FORCE' | 'LEGACY';
+/** 'import' when the user was just created or linked; otherwise the provider's sync mode. */
+export type SyncStage = 'import' | SyncMode;
+
 export type MapperOutcome = {
   /** From a Username Template Importer. */
   username?: string;
   /** User attributes: values to set, or null to remove (FORCE). email/firstName/lastName are the user's own fields. */
-  attributes: Map<string, string[] | null>;
+  attributes: Map<string, { values: string[] | null; mode: SyncMode | undefined }>;
   /** Role specs (realm role, or clientId.role) and whether their importer matched. */
-  roles: { spec: string; applies: boolean; hardcoded: boolean; mapper: string }[];
+  roles: { spec: string; applies: boolean; hardcoded: boolean; mapper: string; mode: SyncMode | undefined }[];
   /** Group paths and whether their importer matched. */
-  groups: { path: string; applies: boolean; hardcoded: boolean; mapper: string }[];
+  groups: { path: string; applies: boolean; hardcoded: boolean; mapper: string; mode: SyncMode | undefined }[];
 };
 
-export type SyncStage = 'import' | 'IMPORT' | 'FORCE' | 'LEGACY';
+/** A mapper's own sync mode; undefined = INHERIT (the provider's). */
+function mapperSyncMode(mapper: IdentityProviderMapperModel): SyncMode | undefined {
+  const mode = mapper.config.syncMode;
+  return mode === 'IMPORT' || mode === 'FORCE' || mode === 'LEGACY' ? mode : undefined;
+}
 
 /** A claim by Keycloak's path syntax: dots separate levels, `\.` is a literal dot. */
 export function claimValue(claims: Record<string, unknown> | undefined, path: string): unknown {
@@ -103,18 +113,19 @@ export function usernameFromTemplate(template: string, identity: BrokeredIdentit
 
 export function evaluateMappers(mappers: readonly IdentityProviderMapperModel[], identity: BrokeredIdentity): MapperOutcome {
   const outcome: MapperOutcome = { attributes: new Map(), roles: [], groups: [] };
-  const setAttribute = (name: string | undefined, values: string[]): void => {
-    if (!name?.trim()) return;
-    outcome.attributes.set(name.trim(), values.length > 0 ? values : null);
-  };
   for (const mapper of mappers) {
     const { config } = mapper;
+    const mode = mapperSyncMode(mapper);
+    const setAttribute = (name: string | undefined, values: string[]): void => {
+      if (!name?.trim()) return;
+      outcome.attributes.set(name.trim(), { values: values.length > 0 ? values : null, mode });
+    };
     switch (mapper.type) {
       case 'oidc-hardcoded-role-idp-mapper':
-        if (config.role) outcome.roles.push({ spec: config.role, applies: true, hardcoded: true, mapper: mapper.name });
+        if (config.role) outcome.roles.push({ spec: config.role, applies: true, hardcoded: true, mapper: mapper.name, mode });
         break;
       case 'oidc-hardcoded-group-idp-mapper':
-        if (config.group) outcome.groups.push({ path: config.group, applies: true, hardcoded: true, mapper: mapper.name });
+        if (config.group) outcome.groups.push({ path: config.group, applies: true, hardcoded: true, mapper: mapper.name, mode });
         break;
       case 'hardcoded-attribute-idp-mapper':
         setAttribute(config.attribute, config['attribute.value'] !== undefined ? [config['attribute.value']] : []);
@@ -130,14 +141,14 @@ export function evaluateMappers(mappers: readonly IdentityProviderMapperModel[],
         break;
       case 'oidc-role-idp-mapper': {
         const values = claimStrings(oidcClaim(identity, config.claim ?? ''));
-        if (config.role) outcome.roles.push({ spec: config.role, applies: values.includes(config['claim.value'] ?? ''), hardcoded: false, mapper: mapper.name });
+        if (config.role) outcome.roles.push({ spec: config.role, applies: values.includes(config['claim.value'] ?? ''), hardcoded: false, mapper: mapper.name, mode });
         break;
       }
       case 'oidc-advanced-role-idp-mapper':
-        if (config.role) outcome.roles.push({ spec: config.role, applies: advancedClaimsMatch(identity, config, mapper.name), hardcoded: false, mapper: mapper.name });
+        if (config.role) outcome.roles.push({ spec: config.role, applies: advancedClaimsMatch(identity, config, mapper.name), hardcoded: false, mapper: mapper.name, mode });
         break;
       case 'oidc-advanced-group-idp-mapper':
-        if (config.group) outcome.groups.push({ path: config.group, applies: advancedClaimsMatch(identity, config, mapper.name), hardcoded: false, mapper: mapper.name });
+        if (config.group) outcome.groups.push({ path: config.group, applies: advancedClaimsMatch(identity, config, mapper.name), hardcoded: false, mapper: mapper.name, mode });
         break;
       case 'keycloak-oidc-role-to-role-idp-mapper': {
         // The upstream Keycloak access token: realm_access.roles, or resource_access.{client}.roles for client.role.
@@ -149,11 +160,11 @@ export function evaluateMappers(mappers: readonly IdentityProviderMapperModel[],
           ? claimStrings((((token.resource_access ?? {}) as Record<string, { roles?: unknown }>)[external.slice(0, dot)])?.roles)
           : [];
         const applies = realmRoles.includes(external) || (dot > 0 && clientRoles.includes(external.slice(dot + 1)));
-        if (config.role) outcome.roles.push({ spec: config.role, applies, hardcoded: false, mapper: mapper.name });
+        if (config.role) outcome.roles.push({ spec: config.role, applies, hardcoded: false, mapper: mapper.name, mode });
         break;
       }
       case 'saml-role-idp-mapper':
-        if (config.role) outcome.roles.push({ spec: config.role, applies: samlAttribute(identity, config).includes(config['attribute.value'] ?? ''), hardcoded: false, mapper: mapper.name });
+        if (config.role) outcome.roles.push({ spec: config.role, applies: samlAttribute(identity, config).includes(config['attribute.value'] ?? ''), hardcoded: false, mapper: mapper.name, mode });
         break;
       case 'oidc-username-idp-mapper':
         outcome.username = usernameFromTemplate(config.template || '${ALIAS}.${CLAIM.preferred_username}', identity);
@@ -174,23 +185,24 @@ const USER_FIELDS: Record<string, 'email' | 'first_name' | 'last_name'> = { emai
 
 /** Writes a mapper outcome to the user (inside the caller's transaction). */
 export async function applyMapperOutcome(trx: Db, realmId: string, userId: string, outcome: MapperOutcome, stage: SyncStage): Promise<void> {
-  // IMPORT mode changes a known user only when it is created or linked.
-  if (stage === 'IMPORT') return;
-  const user = await trx.selectFrom('users').select(['attributes', 'email', 'first_name', 'last_name']).where('id', '=', userId).executeTakeFirstOrThrow();
+  const effective = (mode: SyncMode | undefined): SyncStage => (stage === 'import' ? 'import' : mode ?? stage);
+  const user = await trx.selectFrom('users').select(['attributes']).where('id', '=', userId).executeTakeFirstOrThrow();
   const attributes: Record<string, string[]> = { ...(user.attributes as Record<string, string[]>) };
   const fields: Partial<Record<'email' | 'first_name' | 'last_name', string | null>> = {};
   let attributesChanged = false;
-  for (const [name, values] of outcome.attributes) {
+  for (const [name, { values, mode }] of outcome.attributes) {
+    const due = effective(mode);
+    if (due === 'IMPORT') continue;
     const field = USER_FIELDS[name];
     if (field) {
       if (values !== null) fields[field] = field === 'email' ? values[0]!.toLowerCase() : values[0]!;
-      else if (stage === 'FORCE') fields[field] = null;
+      else if (due === 'FORCE') fields[field] = null;
       continue;
     }
     if (values !== null) {
       attributes[name] = values;
       attributesChanged = true;
-    } else if (stage === 'FORCE' && name in attributes) {
+    } else if (due === 'FORCE' && name in attributes) {
       delete attributes[name];
       attributesChanged = true;
     }
@@ -199,23 +211,40 @@ export async function applyMapperOutcome(trx: Db, realmId: string, userId: strin
     await trx.updateTable('users').set({ ...fields, ...(attributesChanged ? { attributes: JSON.stringify(attributes) } : {}) }).where('id', '=', userId).execute();
   }
 
+  const granted = new Set<string>();
+  const revoke: string[] = [];
   for (const role of outcome.roles) {
+    const due = effective(role.mode);
+    if (due === 'IMPORT') continue;
     const { container, name } = await roleContainer(trx, realmId, role.spec);
     const roleId = await findRole(trx, realmId, container, name);
     if (!roleId) throw new BrokerError('identity_provider_error', `mapper ${role.mapper}: role ${role.spec} not found`);
     if (role.applies) {
+      granted.add(roleId);
       await trx.insertInto('user_roles').values({ user_id: userId, role_id: roleId }).onConflict((oc) => oc.doNothing()).execute();
-    } else if (stage === 'FORCE' && !role.hardcoded) {
-      await trx.deleteFrom('user_roles').where('user_id', '=', userId).where('role_id', '=', roleId).execute();
+    } else if (due === 'FORCE' && !role.hardcoded) {
+      revoke.push(roleId);
     }
   }
+  for (const roleId of revoke.filter((id) => !granted.has(id))) {
+    await trx.deleteFrom('user_roles').where('user_id', '=', userId).where('role_id', '=', roleId).execute();
+  }
+
+  const joined = new Set<string>();
+  const leave: string[] = [];
   for (const group of outcome.groups) {
+    const due = effective(group.mode);
+    if (due === 'IMPORT') continue;
     const groupId = await findGroupIdByPath(trx, realmId, group.path);
     if (!groupId) throw new BrokerError('identity_provider_error', `mapper ${group.mapper}: group ${group.path} not found`);
     if (group.applies) {
+      joined.add(groupId);
       await trx.insertInto('user_groups').values({ user_id: userId, group_id: groupId }).onConflict((oc) => oc.doNothing()).execute();
-    } else if (stage === 'FORCE' && !group.hardcoded) {
-      await trx.deleteFrom('user_groups').where('user_id', '=', userId).where('group_id', '=', groupId).execute();
+    } else if (due === 'FORCE' && !group.hardcoded) {
+      leave.push(groupId);
     }
+  }
+  for (const groupId of leave.filter((id) => !joined.has(id))) {
+    await trx.deleteFrom('user_groups').where('user_id', '=', userId).where('group_id', '=', groupId).execute();
   }
 }

@@ -171,6 +171,8 @@ beforeAll(async () => {
   await mapper('corp', 'upstream quality lead', 'keycloak-oidc-role-to-role-idp-mapper', { 'external.role': 'quality-lead', role: 'qa', syncMode: 'INHERIT' });
   await mapper('corp', 'department attribute', 'oidc-user-attribute-idp-mapper', { claim: 'department', 'user.attribute': 'department', syncMode: 'INHERIT' });
   await mapper('corp', 'group', 'oidc-hardcoded-group-idp-mapper', { group: '/brokered', syncMode: 'INHERIT' });
+  // A mapper's own sync mode wins over the provider's FORCE: set once, at the first login.
+  await mapper('corp', 'department at sign-up', 'oidc-user-attribute-idp-mapper', { claim: 'department', 'user.attribute': 'firstDepartment', syncMode: 'IMPORT' });
   await mapper('corp', 'username', 'oidc-username-idp-mapper', { template: '${ALIAS}.${CLAIM.preferred_username}', syncMode: 'INHERIT' });
 }, 60_000);
 
@@ -231,6 +233,7 @@ describe('first broker login', () => {
     expect(await realmRoles(second.outcome.redirect)).toContain('supervisor');
     expect((await localUser('corp.bob'))!.id).toBe(bob!.id);
     expect((await localUser('corp.bob'))!.attributes?.department).toEqual(['quality']);
+    expect((await localUser('corp.bob'))!.attributes?.firstDepartment).toEqual(['sales']);
 
     // And back: the claim no longer matches, so FORCE takes the role away again.
     await bench.admin.users.update({ realm: UPSTREAM, id: upstreamBob.id! }, { ...upstreamBob, attributes: { department: ['sales'] } });

@@ -210,7 +210,8 @@ describe('KC_HOSTNAME', () => {
   });
 
   it('uses the configured origin in discovery whatever the Host header', async () => {
-    for (const headers of [{}, { host: 'other.example.net:9999' }, { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' }]) {
+    const variants: Record<string, string>[] = [{}, { host: 'other.example.net:9999' }, { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' }];
+    for (const headers of variants) {
       const res = await fetch(`${fixed.url}/realms/fixed${DISCOVERY}`, { headers });
       expect(res.status).toBe(200);
       const meta = await res.json() as Record<string, string>;

@@ -75,12 +75,12 @@ describe('evaluateMappers', () => {
       mapper('saml-username-idp-mapper', { template: '${NAMEID | localpart}', target: 'LOCAL' }),
     ], samlIdentity);
     expect(outcome.roles.map((r) => [r.spec, r.applies])).toEqual([['supervisor', true], ['admin', false]]);
-    expect(outcome.attributes.get('email')).toEqual(['alice@corp.example']);
+    expect(outcome.attributes.get('email')?.values).toEqual(['alice@corp.example']);
     expect(outcome.username).toBe('alice');
   });
 
   it('an attribute importer whose claim is missing asks for removal (used by FORCE)', () => {
     const outcome = evaluateMappers([mapper('oidc-user-attribute-idp-mapper', { claim: 'cost_center', 'user.attribute': 'costCenter' })], oidcIdentity);
-    expect(outcome.attributes.get('costCenter')).toBeNull();
+    expect(outcome.attributes.get('costCenter')?.values).toBeNull();
   });
 });
