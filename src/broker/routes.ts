@@ -3,6 +3,7 @@
 //   {issuer}/broker/{alias}/endpoint                           OIDC redirect URI, SAML ACS and SLO
 //   {issuer}/broker/{alias}/endpoint/descriptor                SAML SP metadata
 //   {issuer}/broker/{alias}/endpoint/clients/{client}          IdP-initiated SAML, landing in {client}
+//   {issuer}/broker/{alias}/token                              the user's stored provider tokens
 // The provider's answer is validated here (protocol modules oidc.ts / saml.ts) and the identity it
 // vouches for handed, under a new one-time id, to the login page of the interaction that started
 // it ({issuer}/login-actions/{uid}/broker): only there is the interaction's cookie, so a callback
@@ -18,11 +19,13 @@ import type { LoginPages } from '../login/routes.ts';
 import { redirectUriMatches } from '../oidc/client-policy.ts';
 import { PROTOCOL_ROUTES } from '../oidc/provider.ts';
 import { endSsoSession } from '../oidc/session-end.ts';
+import { bearerToken } from '../oidc/userinfo.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { absoluteRedirectUris } from '../realms/context.ts';
 import { consumeBrokerRequest, createBrokerRequest, findBrokerRequest, handOff, newBrokerRequestId, rememberSamlAssertion, type BrokerRequest } from './broker-requests.ts';
 import { BROKER_PROTOCOLS, enabledBrokerProvider, type BrokerProvider } from './identity-providers.ts';
 import { resumeAfterUpstreamLogout } from './logout.ts';
+import { retrieveStoredToken } from './stored-token.ts';
 import { BrokerError } from './types.ts';
 import { brokerUrls } from './urls.ts';
 
@@ -50,7 +53,7 @@ export function createBrokerRoutes(pages: LoginPages) {
 
   /** Handles {issuer}/broker/{rest}. */
   return async function broker(ctx: Context, realm: RealmContext, issuer: string, provider: Provider, rest: string): Promise<void> {
-    const match = /^\/([^/]+)\/(login|endpoint)(\/descriptor|\/clients\/[^/]+|\/logout_response)?$/.exec(rest);
+    const match = /^\/([^/]+)\/(login|endpoint|token)(\/descriptor|\/clients\/[^/]+|\/logout_response)?$/.exec(rest);
     let alias: string;
     try {
       alias = decodeURIComponent(match?.[1] ?? '');
@@ -82,6 +85,19 @@ export function createBrokerRoutes(pages: LoginPages) {
       }, status);
     };
 
+    if (action === 'token') {
+      if (ctx.method !== 'GET' || tail) return pages.errorPage(ctx, realm, 'invalidRequestMessage', 405, locale);
+      const result = await retrieveStoredToken(realm, issuer, alias, bearerToken(ctx.get('authorization') || undefined, {}));
+      deps.event(realm, {
+        type: result.status === 200 ? 'IDENTITY_PROVIDER_RETRIEVE_TOKEN' : 'IDENTITY_PROVIDER_RETRIEVE_TOKEN_ERROR', clientId: result.clientId, userId: result.userId, ipAddress: ctx.ip,
+        ...(result.status === 200 ? {} : { error: String(result.body.error) }), details: { identity_provider: alias },
+      });
+      ctx.status = result.status;
+      ctx.set('Cache-Control', 'no-store');
+      for (const [name, value] of Object.entries(result.headers ?? {})) ctx.set(name, value);
+      ctx.body = result.body;
+      return;
+    }
     if (action === 'login') {
       if (ctx.method !== 'GET' || tail) return pages.errorPage(ctx, realm, 'invalidRequestMessage', 405, locale);
       return startLogin(idp, ctx.query.session_code);

@@ -159,7 +159,7 @@ beforeAll(async () => {
     pkceEnabled: 'true', pkceMethod: 'S256', defaultScope: 'openid email profile', syncMode: 'FORCE', ...extra,
   });
   await admin.identityProviders.create({ realm: REALM, alias: 'corp', displayName: 'Corporate SSO', providerId: 'keycloak-oidc', enabled: true, config: upstreamConfig() });
-  await admin.identityProviders.create({ realm: REALM, alias: 'corp-trusted', displayName: 'Corporate (trusted e-mail)', providerId: 'oidc', enabled: true, trustEmail: true, hideOnLogin: true, config: upstreamConfig({ syncMode: 'IMPORT' }) });
+  await admin.identityProviders.create({ realm: REALM, alias: 'corp-trusted', displayName: 'Corporate (trusted e-mail)', providerId: 'oidc', enabled: true, trustEmail: true, hideOnLogin: true, storeToken: true, config: upstreamConfig({ syncMode: 'IMPORT' }) });
   await admin.identityProviders.create({ realm: REALM, alias: 'corp-linkonly', providerId: 'oidc', enabled: true, linkOnly: true, config: upstreamConfig() });
   await admin.identityProviders.create({ realm: REALM, alias: 'corp-down', displayName: 'Unreachable', providerId: 'oidc', enabled: true, config: {
     clientId: 'x', clientSecret: 'y', authorizationUrl: 'http://127.0.0.1:9/auth', tokenUrl: 'http://127.0.0.1:9/token', issuer: 'http://127.0.0.1:9', jwksUrl: 'http://127.0.0.1:9/jwks', validateSignature: 'true', useJwksUrl: 'true',
@@ -244,8 +244,8 @@ describe('first broker login', () => {
     expect(roles).toContain('agent');
   });
 
-  it('links to the existing account of a trusted e-mail at once', async () => {
-    const { outcome } = await brokeredLogin('corp-trusted', 'carol', 'Carol-Upstream-1', new CookieJar(), true);
+  it('links to the existing account of a trusted e-mail at once, and keeps its tokens (storeToken)', async () => {
+    const { outcome, jar } = await brokeredLogin('corp-trusted', 'carol', 'Carol-Upstream-1', new CookieJar(), true);
     if (!('redirect' in outcome)) throw new Error(says(outcome.page));
     const carol = await localUser('carol.local');
     const links = await bench.admin.users.listFederatedIdentities({ realm: REALM, id: carol!.id! });
@@ -253,6 +253,27 @@ describe('first broker login', () => {
     const tokens = await tokensFor(outcome.redirect);
     expect(decodeJwt(tokens.access_token as string).sub).toBe(carol!.id);
     expect(await until(() => events('FEDERATED_IDENTITY_LINK'), (list) => list.some((e) => e.userId === carol!.id))).not.toHaveLength(0);
+
+    // storeToken: the upstream tokens are kept; reading them needs broker's read-token role.
+    const stored = (token: unknown) => get(`${base}/realms/${REALM}/broker/corp-trusted/token`, new CookieJar(), { authorization: `Bearer ${String(token)}` });
+    const denied = await stored(tokens.access_token);
+    expect(denied.status).toBe(403);
+    expect(await denied.json()).toMatchObject({ error: 'access_denied' });
+    expect((await stored('not-a-token')).status).toBe(401);
+    const broker = (await bench.admin.clients.find({ realm: REALM, clientId: 'broker' }))[0]!;
+    const readToken = await bench.admin.clients.findRole({ realm: REALM, id: broker.id!, roleName: 'read-token' });
+    await bench.admin.users.addClientRoleMappings({ realm: REALM, id: carol!.id!, clientUniqueId: broker.id!, roles: [{ id: readToken!.id!, name: 'read-token' }] });
+    const again = await brokeredLogin('corp-trusted', 'carol', 'Carol-Upstream-1', jar, true);
+    if (!('redirect' in again.outcome)) throw new Error(says(again.outcome.page));
+    const allowed = await stored((await tokensFor(again.outcome.redirect)).access_token);
+    expect(allowed.status).toBe(200);
+    const upstreamTokens = await allowed.json() as { access_token: string; id_token: string };
+    expect(decodeJwt(upstreamTokens.access_token).iss).toBe(`${base}/realms/${UPSTREAM}`);
+    // A provider without storeToken answers that it keeps nothing.
+    const third = await brokeredLogin('corp-trusted', 'carol', 'Carol-Upstream-1', jar, true);
+    if (!('redirect' in third.outcome)) throw new Error(says(third.outcome.page));
+    const withoutStore = await get(`${base}/realms/${REALM}/broker/corp/token`, new CookieJar(), { authorization: `Bearer ${String((await tokensFor(third.outcome.redirect)).access_token)}` });
+    expect(withoutStore.status).toBe(400);
   });
 
   it('asks for the existing account\'s password before linking an untrusted e-mail, refusing a wrong one', async () => {
