@@ -6,7 +6,7 @@
 // Only the first brokered session of a browser is taken through its provider (a browser has one
 // SSO session; a second would need chaining that no client asks for).
 import type { RealmContext } from '../realms/context.ts';
-import { consumeBrokerRequest, createBrokerRequest, findBrokerRequest } from './broker-requests.ts';
+import { consumeBrokerRequest, createBrokerRequest, findBrokerRequest, newBrokerRequestId } from './broker-requests.ts';
 import { BROKER_PROTOCOLS, enabledBrokerProvider } from './identity-providers.ts';
 import { brokerUrls } from './urls.ts';
 
@@ -48,13 +48,16 @@ export async function propagateLogout(realm: RealmContext, issuer: string, sessi
     }
     if (browserLogout || !session.data.nameId) continue;
     const saml = await import('./saml.ts');
-    const relayState = await continuation(realm, idp.alias, continueTo);
+    const relayState = newBrokerRequestId();
     const message = await saml.startSamlLogout(realm, idp, urls, {
       nameId: session.data.nameId, relayState,
       ...(session.data.nameIdFormat ? { nameIdFormat: session.data.nameIdFormat } : {}),
       ...(session.data.sessionIndex ? { sessionIndex: session.data.sessionIndex } : {}),
     }).catch(() => undefined);
-    if (message) browserLogout = 'redirect' in message ? { redirect: message.redirect } : { post: message.post };
+    if (!message) continue;
+    // The IdP's LogoutResponse must answer this LogoutRequest (InResponseTo) and carry this RelayState.
+    await createBrokerRequest(realm, { id: relayState, alias: idp.alias, interactionUid: null, protocol: { kind: 'logout', continueTo: continueTo ?? '', requestId: message.requestId } });
+    browserLogout = 'redirect' in message ? { redirect: message.redirect } : { post: message.post };
   }
   return browserLogout;
 }
@@ -64,10 +67,15 @@ async function continuation(realm: RealmContext, alias: string, continueTo: stri
   return createBrokerRequest(realm, { alias, interactionUid: null, protocol: { kind: 'logout', continueTo: continueTo ?? '' } });
 }
 
-/** Back from the provider's logout: where to go now ('' = our logged-out page); undefined for an unknown state. */
-export async function resumeAfterUpstreamLogout(realm: RealmContext, alias: string, state: string | undefined): Promise<string | undefined> {
+/**
+ * Back from the provider's logout: where to go now ('' = our logged-out page); undefined for an
+ * unknown or used state, or a SAML LogoutResponse that answers another request.
+ */
+export async function resumeAfterUpstreamLogout(realm: RealmContext, alias: string, state: string | undefined, inResponseTo?: string): Promise<string | undefined> {
   const request = state ? await findBrokerRequest(realm, alias, state) : undefined;
-  if (!request || request.protocol.kind !== 'logout' || !await consumeBrokerRequest(realm, request.id)) return undefined;
+  if (!request || request.protocol.kind !== 'logout') return undefined;
+  if (inResponseTo !== undefined && request.protocol.requestId !== undefined && inResponseTo !== request.protocol.requestId) return undefined;
+  if (!await consumeBrokerRequest(realm, request.id)) return undefined;
   return request.protocol.continueTo ?? '';
 }
 

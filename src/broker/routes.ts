@@ -236,6 +236,8 @@ export function createBrokerRoutes(pages: LoginPages) {
         const handoffId = await createBrokerRequest(realm, { alias, interactionUid: null, clientId: client.clientId, identity });
         const query = new URLSearchParams({
           client_id: client.clientId, redirect_uri: redirectUri, response_type: 'code', scope: 'openid', kc_idp_hint: alias, broker_handoff: handoffId,
+          // The asserted identity signs in even where the browser has another user's SSO session.
+          prompt: 'login',
         });
         // Public clients must send PKCE; this code is only ever a way into the client, not redeemed by us.
         query.set('code_challenge', crypto.createHash('sha256').update(crypto.randomBytes(32)).digest('base64url'));
@@ -262,7 +264,7 @@ export function createBrokerRoutes(pages: LoginPages) {
         const message = await (await samlProtocol()).receiveSamlLogout(realm, idp, urls, {
           binding, query: stringRecord(ctx.query as Record<string, unknown>), form: stringRecord(form), rawQuery: ctx.querystring,
         });
-        if (message.kind === 'response') return afterUpstreamLogout(message.relayState);
+        if (message.kind === 'response') return afterUpstreamLogout(message.relayState, message.inResponseTo ?? '');
         const ended = await endBrokeredSessions(realm, issuer, alias, message.nameId, message.sessionIndexes, deps.logger);
         for (const session of ended) {
           deps.event(realm, { type: 'LOGOUT', userId: session.userId, sessionId: session.sessionId, ipAddress: ctx.ip, details: { identity_provider: alias, reason: 'identity provider logout' } });
@@ -275,8 +277,8 @@ export function createBrokerRoutes(pages: LoginPages) {
     }
 
     /** Ends a logout that went through the provider: on to the application, or our logged-out page. */
-    async function afterUpstreamLogout(state: string | undefined): Promise<void> {
-      const continueTo = await resumeAfterUpstreamLogout(realm, alias, state);
+    async function afterUpstreamLogout(state: string | undefined, inResponseTo?: string): Promise<void> {
+      const continueTo = await resumeAfterUpstreamLogout(realm, alias, state, inResponseTo);
       if (continueTo === undefined) return pages.errorPage(ctx, realm, 'invalidRequestMessage', 400, locale);
       if (continueTo) {
         ctx.status = 302;

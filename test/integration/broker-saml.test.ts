@@ -539,7 +539,7 @@ describe('IdP-initiated login', () => {
 
 describe('single logout', () => {
   it('ends the user session on a signed IdP LogoutRequest (Redirect binding) and answers with a LogoutResponse', async () => {
-    const { login } = await goodLogin('slo-1', { sessionIndex: 'slo-session-1' });
+    const { login, tokens } = await goodLogin('slo-1', { sessionIndex: 'slo-session-1' });
     const user = await localUser('corp-saml.slo-1');
     expect(await bench.admin.users.listSessions({ realm: REALM, id: user!.id! })).toHaveLength(1);
     // The SSO session works: prompt=none signs in silently.
@@ -572,6 +572,10 @@ describe('single logout', () => {
     expect(logoutResponse.getElementsByTagNameNS(SAML.protocol, 'StatusCode')[0]!.getAttribute('Value')).toBe(SAML.success);
 
     expect(await bench.admin.users.listSessions({ realm: REALM, id: user!.id! })).toEqual([]);
+    // The session's refresh token is dead, and the browser is signed out.
+    const refresh = await postForm(`${issuer}/protocol/openid-connect/token`, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token as string }, { authorization: basicAuth(APP, APP_SECRET) });
+    expect(refresh.status).toBe(400);
+    expect(((await refresh.json()) as { error?: string }).error).toBe('invalid_grant');
     const after = await walk(authUrl({ prompt: 'none' }), login.jar);
     if (!('redirect' in after)) throw new Error(says(after));
     expect(new URL(after.redirect).searchParams.get('error')).toBe('login_required');
@@ -645,6 +649,20 @@ describe('single logout', () => {
     const refused = await get(`${endpoint}?${unsigned.rawQuery}`, login.jar);
     expect(refused.status).toBe(400);
     expect(refused.headers.get('location')).toBeNull();
+  });
+
+  it('refuses a signed LogoutResponse that answers another LogoutRequest, then takes the right one', async () => {
+    const { login, tokens } = await goodLogin('slo-sp-other', { sessionIndex: 'slo-sp-session-other' });
+    const logout = `${issuer}/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: tokens.id_token as string, post_logout_redirect_uri: APP_REDIRECT })}`;
+    const message = await messageToIdp(await get(logout, login.jar), logout);
+    const request = parseXml(message.xml).documentElement!;
+    const other = idp.logoutResponse({ destination: endpoint, inResponseTo: '_another-request', binding: 'redirect', relayState: message.params.RelayState! });
+    const refused = await get(`${endpoint}?${other.rawQuery}`, login.jar);
+    expect(refused.status).toBe(400);
+    const right = idp.logoutResponse({ destination: endpoint, inResponseTo: request.getAttribute('ID')!, binding: 'redirect', relayState: message.params.RelayState! });
+    const accepted = await get(`${endpoint}?${right.rawQuery}`, login.jar);
+    expect(accepted.status).toBe(302);
+    expect(accepted.headers.get('location')).toMatch(/^http:\/\/127\.0\.0\.1:9\/callback/);
   });
 });
 
