@@ -8,6 +8,7 @@ import net from 'node:net';
 import { z } from 'zod';
 
 import { newId } from '../crypto/random.ts';
+import { parseSamlMetadata, SamlMetadataError } from '../broker/saml-metadata.ts';
 import { splitList } from '../federation/finesse/config.ts';
 import { parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
@@ -517,86 +518,6 @@ function parseOidcDiscovery(text: string): Record<string, string> {
   return config;
 }
 
-/**
- * Keycloak's SAMLIdentityProviderFactory.parseConfig, for the usual shape of IdP metadata: the
- * first EntityDescriptor with an IDPSSODescriptor; its SSO and SLO endpoints (POST binding
- * preferred), signing certificates, NameID format and WantAuthnRequestsSigned. A tag scanner,
- * not a full XML parser: enough for metadata documents, which are flat and attribute-based.
- */
-function parseSamlMetadata(text: string): Record<string, string> {
-  const xml = text.replace(/<!--[\s\S]*?-->/g, '').replace(/<\?[\s\S]*?\?>/g, '');
-  const tag = /<(\/?)(?:[\w.-]+:)?([\w.-]+)((?:\s+[^\s=>/]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>/g;
-  const attrs = (source: string): Record<string, string> => {
-    const out: Record<string, string> = {};
-    for (const m of source.matchAll(/([^\s=]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) out[m[1]!.replace(/^[\w.-]+:/, '')] = decodeXml(m[2] ?? m[3] ?? '');
-    return out;
-  };
-  let entityId: string | undefined;
-  let inIdp = false;
-  let done = false;
-  let keyUse: string | undefined;
-  let certStart = -1;
-  const sso: Record<string, string> = {};
-  const slo: Record<string, string> = {};
-  const certificates: string[] = [];
-  const encryption: string[] = [];
-  let nameIdStart = -1;
-  let nameIdFormat: string | undefined;
-  let wantSigned = false;
-  for (const m of xml.matchAll(tag)) {
-    if (done) break;
-    const [, closing, name, attrSource, selfClosing] = m;
-    if (!closing) {
-      const a = attrs(attrSource ?? '');
-      if (name === 'EntityDescriptor') entityId = a.entityID;
-      if (name === 'IDPSSODescriptor') { inIdp = true; wantSigned = a.WantAuthnRequestsSigned === 'true'; }
-      if (!inIdp) continue;
-      if (name === 'SingleSignOnService' && a.Binding && a.Location) sso[a.Binding] ??= a.Location;
-      if (name === 'SingleLogoutService' && a.Binding && a.Location) slo[a.Binding] ??= a.Location;
-      if (name === 'KeyDescriptor') keyUse = a.use ?? 'signing';
-      if (name === 'X509Certificate' && !selfClosing) certStart = m.index + m[0].length;
-      if (name === 'NameIDFormat' && !selfClosing) nameIdStart = m.index + m[0].length;
-    } else {
-      if (name === 'X509Certificate' && certStart >= 0) {
-        const cert = xml.slice(certStart, m.index).replace(/\s+/g, '');
-        (keyUse === 'encryption' ? encryption : certificates).push(cert);
-        certStart = -1;
-      }
-      if (name === 'NameIDFormat' && nameIdStart >= 0) {
-        nameIdFormat ??= decodeXml(xml.slice(nameIdStart, m.index).trim());
-        nameIdStart = -1;
-      }
-      if (name === 'KeyDescriptor') keyUse = undefined;
-      if (name === 'IDPSSODescriptor') done = true;
-    }
-  }
-  if (!inIdp) throw badRequest('Could not parse SAML identity provider metadata: no IDPSSODescriptor');
-  const POST = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST';
-  const REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
-  const ssoUrl = sso[POST] ?? sso[REDIRECT];
-  const sloUrl = slo[POST] ?? slo[REDIRECT];
-  const config: Record<string, string> = {
-    validateSignature: String(wantSigned),
-    wantAuthnRequestsSigned: String(wantSigned),
-    postBindingResponse: String(sso[POST] !== undefined),
-    postBindingAuthnRequest: String(sso[POST] !== undefined),
-    postBindingLogout: String(slo[POST] !== undefined),
-    loginHint: 'false',
-    addExtensionsElementWithKeyInfo: 'false',
-  };
-  if (entityId) config.idpEntityId = entityId;
-  if (ssoUrl) config.singleSignOnServiceUrl = ssoUrl;
-  if (sloUrl) config.singleLogoutServiceUrl = sloUrl;
-  if (certificates.length > 0) config.signingCertificate = certificates.join(',');
-  if (encryption.length > 0) config.encryptionPublicKey = encryption[0]!;
-  if (nameIdFormat) config.nameIDPolicyFormat = nameIdFormat;
-  return config;
-}
-
-function decodeXml(value: string): string {
-  return value.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => ({ lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" })[e]!);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Routes
 
@@ -673,7 +594,13 @@ export function registerIdentityProvidersRoutes(admin: AdminRouter): void {
       throw badRequest(`Importing a configuration is not supported for provider [${providerId}]`);
     }
     const text = await fetchDocument(body.fromUrl);
-    const config = providerId === 'saml' ? parseSamlMetadata(text) : parseOidcDiscovery(text);
+    let config: Record<string, string>;
+    try {
+      config = providerId === 'saml' ? parseSamlMetadata(text) : parseOidcDiscovery(text);
+    } catch (error) {
+      if (error instanceof SamlMetadataError) throw badRequest(error.message);
+      throw error;
+    }
     config.metadataDescriptorUrl = body.fromUrl;
     return ok(config);
   });

@@ -8,6 +8,7 @@
 import type { RealmContext } from '../realms/context.ts';
 import { consumeBrokerRequest, createBrokerRequest, findBrokerRequest, newBrokerRequestId } from './broker-requests.ts';
 import { BROKER_PROTOCOLS, enabledBrokerProvider } from './identity-providers.ts';
+import { withCurrentSamlMetadata } from './saml-metadata.ts';
 import { brokerUrls } from './urls.ts';
 
 export type BrokerSession = { sessionId: string; alias: string; data: { idToken?: string; nameId?: string; nameIdFormat?: string; sessionIndex?: string } };
@@ -31,8 +32,9 @@ export async function brokerSessionsOf(realm: RealmContext, sessionIds: string[]
 export async function propagateLogout(realm: RealmContext, issuer: string, sessions: BrokerSession[], continueTo: string | undefined): Promise<UpstreamLogout | undefined> {
   let browserLogout: UpstreamLogout | undefined;
   for (const session of sessions) {
-    const idp = await enabledBrokerProvider(realm, session.alias);
-    if (!idp) continue;
+    const stored = await enabledBrokerProvider(realm, session.alias);
+    if (!stored) continue;
+    const idp = BROKER_PROTOCOLS[stored.providerId] === 'saml' ? await withCurrentSamlMetadata(realm, stored) : stored;
     const urls = brokerUrls(issuer, idp.alias);
     if (BROKER_PROTOCOLS[idp.providerId] === 'oauth') {
       const oidc = await import('./oidc.ts');

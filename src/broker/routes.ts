@@ -25,6 +25,7 @@ import { absoluteRedirectUris } from '../realms/context.ts';
 import { consumeBrokerRequest, createBrokerRequest, findBrokerRequest, handOff, newBrokerRequestId, rememberSamlAssertion, type BrokerRequest } from './broker-requests.ts';
 import { BROKER_PROTOCOLS, enabledBrokerProvider, type BrokerProvider } from './identity-providers.ts';
 import { resumeAfterUpstreamLogout } from './logout.ts';
+import { withCurrentSamlMetadata } from './saml-metadata.ts';
 import { retrieveStoredToken } from './stored-token.ts';
 import { BrokerError } from './types.ts';
 import { brokerUrls } from './urls.ts';
@@ -62,11 +63,14 @@ export function createBrokerRoutes(pages: LoginPages) {
     }
     const locale = pages.locale(realm, ctx);
     if (!match || !ALIAS.test(alias)) return pages.errorPage(ctx, realm, 'identityProviderNotFoundMessage', 404, locale);
-    const idp = await enabledBrokerProvider(realm, alias);
-    if (!idp) return pages.errorPage(ctx, realm, 'identityProviderNotFoundMessage', 404, locale);
+    const stored = await enabledBrokerProvider(realm, alias);
+    if (!stored) return pages.errorPage(ctx, realm, 'identityProviderNotFoundMessage', 404, locale);
     const urls = brokerUrls(issuer, alias);
-    const protocol = BROKER_PROTOCOLS[idp.providerId]!;
+    const protocol = BROKER_PROTOCOLS[stored.providerId]!;
     const [, , action, tail] = match as unknown as [string, string, string, string | undefined];
+    const idp = protocol === 'saml' && action !== 'token'
+      ? await withCurrentSamlMetadata(realm, stored, (reason) => deps.logger.warn({ realm: realm.name, identityProvider: alias, reason }, 'could not refresh SAML metadata; using the stored config'))
+      : stored;
 
     /** IDENTITY_PROVIDER_LOGIN_ERROR and a page with the way back to the login. */
     const fail = async (error: BrokerError, interactionUid: string | null, clientId?: string | null, shownMessageKey?: string): Promise<void> => {

@@ -65,9 +65,12 @@ describe.skipIf(!chromiumAvailable('identity brokering e2e'))('identity brokerin
 
     // SAML: the IdP's metadata through import-config, as the admin console does it.
     const imported = await admin.identityProviders.importFromUrl({ realm: REALM, fromUrl: idp.metadataUrl, providerId: 'saml' });
+    expect(imported).toMatchObject({ idpEntityId: idp.entityId, signingCertificate: idp.certificateBase64, validateSignature: 'true', metadataDescriptorUrl: idp.metadataUrl });
+    // No certificate stored: with useMetadataDescriptorUrl the IdP's current metadata supplies it at login.
+    const { signingCertificate: _fromMetadata, ...withoutCertificate } = imported;
     await admin.identityProviders.create({
       realm: REALM, alias: 'corp-saml', displayName: 'Corporate SAML', providerId: 'saml', enabled: true, trustEmail: true,
-      config: { ...imported, postBindingResponse: 'true', validateSignature: 'true', wantAssertionsSigned: 'true', principalType: 'SUBJECT', syncMode: 'FORCE' },
+      config: { ...withoutCertificate, useMetadataDescriptorUrl: 'true', postBindingResponse: 'true', wantAssertionsSigned: 'true', principalType: 'SUBJECT', syncMode: 'FORCE' },
     });
     const samlMapper = (name: string, identityProviderMapper: string, config: Record<string, string>) =>
       admin.identityProviders.createMapper({ realm: REALM, alias: 'corp-saml', identityProviderMapper: { name, identityProviderAlias: 'corp-saml', identityProviderMapper, config } });
