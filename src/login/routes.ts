@@ -360,8 +360,8 @@ export function createLoginRoutes(pages: LoginPages) {
 
     // --- identity brokering ------------------------------------------------------------------
 
-    async function brokerFailure(error: string, reason: string, messageKey: string, userId?: string): Promise<void> {
-      deps.event(realm, { type: 'IDENTITY_PROVIDER_LOGIN_ERROR', clientId, userId, ipAddress: ctx.ip, error, details: { reason } });
+    async function brokerFailure(alias: string, error: string, reason: string, messageKey: string, userId?: string): Promise<void> {
+      deps.event(realm, { type: 'IDENTITY_PROVIDER_LOGIN_ERROR', clientId, userId, ipAddress: ctx.ip, error, details: { identity_provider: alias, reason } });
       await saveFlow(undefined);
       return pages.render(ctx, realm, 'error', { locale, loginUrl: actions.restart, message: { type: 'error', text: t(locale, messageKey) } }, 400);
     }
@@ -372,10 +372,10 @@ export function createLoginRoutes(pages: LoginPages) {
       try {
         outcome = await brokerLogin(realm, provider, identity);
       } catch (error) {
-        if (error instanceof BrokerError) return brokerFailure(error.error, error.reason, 'identityProviderUnexpectedErrorMessage');
+        if (error instanceof BrokerError) return brokerFailure(provider.alias, error.error, error.reason, 'identityProviderUnexpectedErrorMessage');
         throw error;
       }
-      if (outcome.kind === 'refused') return brokerFailure(outcome.error, `${provider.alias}: ${outcome.error}`, outcome.messageKey, outcome.user?.id);
+      if (outcome.kind === 'refused') return brokerFailure(provider.alias, outcome.error, `${provider.alias}: ${outcome.error}`, outcome.messageKey, outcome.user?.id);
       if (outcome.kind === 'confirm-link') {
         const handoffId = await createBrokerRequest(realm, { alias: provider.alias, interactionUid: uid, clientId, identity });
         const state: FlowState = {
@@ -421,12 +421,12 @@ export function createLoginRoutes(pages: LoginPages) {
       const request = await findBrokerRequest(realm, link.alias, link.handoffId);
       const provider = await enabledBrokerProvider(realm, link.alias);
       if (!request?.identity || !provider || !await consumeBrokerRequest(realm, request.id)) {
-        return brokerFailure('expired_code', 'broker link handoff expired or used', 'identityProviderLoginTimeoutMessage', state.userId);
+        return brokerFailure(link.alias, 'expired_code', 'broker link handoff expired or used', 'identityProviderLoginTimeoutMessage', state.userId);
       }
       try {
         await linkExistingUser(realm, provider, request.identity, result.user.id);
       } catch (error) {
-        if (error instanceof BrokerError) return brokerFailure(error.error, error.reason, 'identityProviderUnexpectedErrorMessage', state.userId);
+        if (error instanceof BrokerError) return brokerFailure(link.alias, error.error, error.reason, 'identityProviderUnexpectedErrorMessage', state.userId);
         throw error;
       }
       const details = { identity_provider: link.alias, identity_provider_identity: request.identity.username ?? request.identity.id };
