@@ -11,7 +11,6 @@ import crypto from 'node:crypto';
 
 import { sql } from 'kysely';
 import { ScureBase32Plugin, createGuardrails, generateSecret, generateSync, type HashAlgorithm } from 'otplib';
-import QRCode from 'qrcode';
 import { z } from 'zod';
 
 import { newId } from '../crypto/random.ts';
@@ -130,7 +129,9 @@ export function otpKeyUri(input: { secret: string; data: OtpCredentialData; issu
 }
 
 /** The QR code of a key URI as an SVG document string. */
-export function qrCodeSvg(uri: string): Promise<string> {
+export async function qrCodeSvg(uri: string): Promise<string> {
+  // Loaded at the first enrollment page, not at server start (idle memory).
+  const { default: QRCode } = await import('qrcode');
   return QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
 }
 

@@ -5,15 +5,20 @@
 // autoescape; the text part is not HTML and is rendered without escaping.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { Eta, EtaFileResolutionError } from 'eta';
-import nodemailer, { type Transporter } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 
 import type { Logger } from '../observability/logger.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { SECRET_MASK } from '../store/sealed-config.ts';
 import { SMTP_PASSWORD_SEALED, isSmtpMap } from './smtp-config.ts';
+
+// nodemailer is loaded at the first mail, not at server start (idle memory).
+const requireModule = createRequire(import.meta.url);
+const nodemailer = (): typeof import('nodemailer') => requireModule('nodemailer') as typeof import('nodemailer');
 
 export type EmailTemplate = 'password-reset' | 'execute-actions' | 'email-verification' | 'password-updated' | 'email-test';
 export type MailMessage = {
@@ -235,7 +240,7 @@ export class Mailer {
     ])).digest('base64url');
     const cached = this.#transports.get(key);
     if (cached) return cached;
-    const transport = nodemailer.createTransport({
+    const transport = nodemailer().createTransport({
       host: settings.host,
       port: settings.port,
       secure: settings.ssl,

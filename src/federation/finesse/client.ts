@@ -5,8 +5,9 @@
 // do is bounded: connect/read timeouts plus a deadline per attempt, a body size limit, no
 // redirects, no DTDs. Credentials and tokens never reach a log or an error message.
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 
-import { Agent, fetch, type Response } from 'undici';
+import type { Agent, Response } from 'undici';
 
 import { createLogger, type Logger } from '../../observability/logger.ts';
 import type { FinesseProviderConfig } from './config.ts';
@@ -84,6 +85,9 @@ export function finesseLog(): WarnLogger {
 // of this LRU; evicting the least recently used one never hits an agent with requests in flight
 // unless MAX_AGENTS other settings were used in between.
 const agents = new Map<string, Agent>();
+// undici is loaded at the first Finesse request, not at server start (idle memory).
+const requireModule = createRequire(import.meta.url);
+const undici = (): typeof import('undici') => requireModule('undici') as typeof import('undici');
 const MAX_AGENTS = 64;
 
 function agentKey(settings: FinesseClientSettings): string {
@@ -98,7 +102,7 @@ function agentFor(settings: FinesseClientSettings): Agent {
   if (agent) {
     agents.delete(key);
   } else {
-    agent = new Agent({
+    agent = new (undici().Agent)({
       connect: {
         // A CA bundle replaces Node's default CAs (the Finesse servers' own CA is what is trusted).
         ...(settings.caBundle ? { ca: settings.caBundle } : {}),
@@ -250,7 +254,7 @@ async function getWithFailover(settings: FinesseClientSettings, path: string, au
     }
     const shown = url.origin;
     try {
-      const response = await fetch(url, {
+      const response = await undici().fetch(url, {
         method: 'GET',
         dispatcher: agent,
         redirect: 'manual',

@@ -3,7 +3,9 @@
 // it is treated as hostile: no DOCTYPE, no entity definitions (XML bombs, external entities),
 // only the five predefined entities and character references are decoded, numbers stay text
 // (a loginId "001001" keeps its zeros), and any shape we cannot read is refused with a reason.
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { createRequire } from 'node:module';
+
+import type { XMLParser } from 'fast-xml-parser';
 
 export type FinesseRole = 'Agent' | 'Supervisor';
 
@@ -40,7 +42,13 @@ const LIST_PATHS = new Set([
   'Teams.Team',
 ]);
 
-const parser = new XMLParser({
+// fast-xml-parser is loaded at the first Finesse answer, not at server start (idle memory).
+const requireModule = createRequire(import.meta.url);
+let parserInstance: XMLParser | undefined;
+function xmlLibrary(): typeof import('fast-xml-parser') {
+  return requireModule('fast-xml-parser') as typeof import('fast-xml-parser');
+}
+const parser = (): XMLParser => parserInstance ??= new (xmlLibrary().XMLParser)({
   processEntities: false,
   htmlEntities: false,
   ignoreAttributes: true,
@@ -70,11 +78,11 @@ type Node = Record<string, unknown>;
 
 function parseDocument(xml: string, root: string): unknown {
   if (DTD.test(xml)) throw new FinesseResponseError('the document has a DOCTYPE or entity declarations (refused)');
-  const valid = XMLValidator.validate(xml);
+  const valid = xmlLibrary().XMLValidator.validate(xml);
   if (valid !== true) throw new FinesseResponseError(`malformed XML: ${valid.err.msg} (line ${valid.err.line})`);
   let doc: unknown;
   try {
-    doc = parser.parse(xml);
+    doc = parser().parse(xml);
   } catch (error) {
     throw new FinesseResponseError(`malformed XML: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
