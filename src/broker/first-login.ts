@@ -64,6 +64,10 @@ export async function brokerLogin(realm: RealmContext, provider: BrokerProvider,
     return { kind: 'confirm-link', existing: byEmail, matchedBy: 'email' };
   }
   const byUsername = await realm.db.selectFrom('users').selectAll().where('realm_id', '=', realm.id).where('username', '=', username).executeTakeFirst();
+  // Application users (access keys) and service accounts never sign in through a provider.
+  if (byUsername && (byUsername.application || byUsername.service_account_client_id !== null)) {
+    return { kind: 'refused', error: 'username_in_use', messageKey: 'identityProviderUsernameTakenMessage' };
+  }
   if (byUsername) return { kind: 'confirm-link', existing: byUsername, matchedBy: 'username' };
 
   const userId = newId();
@@ -105,7 +109,7 @@ export async function linkExistingUser(realm: RealmContext, provider: BrokerProv
 
 async function userByEmail(realm: RealmContext, email: string): Promise<User | undefined> {
   return realm.db.selectFrom('users').selectAll().where('realm_id', '=', realm.id).where('email', '=', email)
-    .where('service_account_client_id', 'is', null).executeTakeFirst();
+    .where('service_account_client_id', 'is', null).where('application', '=', false).executeTakeFirst();
 }
 
 function storedToken(realm: RealmContext, provider: BrokerProvider, identity: BrokeredIdentity): string | null {

@@ -303,6 +303,17 @@ describe('first broker login', () => {
 });
 
 describe('refusals and failures', () => {
+  it('never links an identity to an application user (access keys) that holds its username', async () => {
+    await bench.admin.users.create({ realm: UPSTREAM, username: 'ivr', email: 'ivr@corp.example', enabled: true, credentials: [{ type: 'password', value: 'Ivr-Upstream-1', temporary: false }] });
+    await bench.api(`/${REALM}/users`, { method: 'POST', body: JSON.stringify({ username: 'corp.ivr', enabled: true, application: true }) });
+    const { outcome } = await brokeredLogin('corp', 'ivr', 'Ivr-Upstream-1', new CookieJar(), true);
+    if (!('page' in outcome)) throw new Error('expected an error page');
+    expect(outcome.page.status).toBe(400);
+    expect(outcome.page.html).toMatch(/cannot be linked/);
+    const bot = await localUser('corp.ivr');
+    expect(await bench.admin.users.listFederatedIdentities({ realm: REALM, id: bot!.id! })).toEqual([]);
+  });
+
   it('refuses a login through a link-only provider: no button, kc_idp_hint ignored, its login URL refused', async () => {
     const jar = new CookieJar();
     const hinted = await walk(authUrl({ kc_idp_hint: 'corp-linkonly' }), jar);
