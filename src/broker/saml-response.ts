@@ -44,7 +44,8 @@ export function allowedSkewMs(config: Record<string, string>): number {
 }
 
 /** Short name of a status code URI (urn:...:status:AuthnFailed -> AuthnFailed). */
-const statusName = (value: string): string => value.slice(value.lastIndexOf(':') + 1);
+/** The status code's last segment, bounded and printable (it goes into event details). */
+const statusName = (value: string): string => value.slice(value.lastIndexOf(':') + 1).replace(/[^\w.-]/g, '').slice(0, 64);
 
 export async function validateSamlResponse(
   idp: IdentityProviderModel, spEntityId: string, samlResponse: string, expected: ExpectedResponse,
