@@ -148,6 +148,39 @@ describe.skipIf(!chromiumAvailable('identity brokering e2e'))('identity brokerin
     expect(await bench.admin.users.listFederatedIdentities({ realm: REALM, id: sam!.id! })).toEqual([expect.objectContaining({ identityProvider: 'corp-saml', userName: 'sam' })]);
   });
 
+  it('logout ends the session at SimpleSAMLphp too (SAML single logout) and returns to the app', async () => {
+    const { admin } = bench;
+    const [client] = await admin.clients.find({ realm: REALM, clientId: CLIENT });
+    await admin.clients.update({ realm: REALM, id: client!.id! }, { ...client, attributes: { ...client!.attributes, 'post.logout.redirect.uris': '+' } });
+    const login = await openApp({ kc_idp_hint: 'corp-saml' });
+    await samlSignIn(login.page, 'sam', 'Sam-Saml-1');
+    await login.page.waitForURL((u) => u.origin === appOrigin);
+    const code = new URL(login.page.url()).searchParams.get('code')!;
+    const tokenResponse = await postForm(`${issuer}/protocol/openid-connect/token`, {
+      grant_type: 'authorization_code', client_id: CLIENT, code, redirect_uri: `${appOrigin}/cb`, code_verifier: login.verifier,
+    });
+    const { id_token: idToken } = await tokenResponse.json() as { id_token: string };
+    // RP-initiated logout: through SimpleSAMLphp's SingleLogoutService and back to the app.
+    const logout = new URL(`${issuer}/protocol/openid-connect/logout`);
+    logout.search = new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: `${appOrigin}/bye`, state: 'after-logout' }).toString();
+    await login.page.goto(logout.toString());
+    await login.page.waitForURL((u) => u.origin === appOrigin && u.pathname === '/bye').catch(async () => {
+      throw new Error(`logout did not come back to the app:\n${login.dump()}\n${await login.page.textContent('body').catch(() => '')}`);
+    });
+    expect(new URL(login.page.url()).searchParams.get('state')).toBe('after-logout');
+    // Both sessions are gone: the next login shows SimpleSAMLphp's form again.
+    const verifier = crypto.randomBytes(32).toString('base64url');
+    const again = new URL(`${issuer}/protocol/openid-connect/auth`);
+    again.search = new URLSearchParams({
+      client_id: CLIENT, response_type: 'code', scope: 'openid', redirect_uri: `${appOrigin}/cb`, kc_idp_hint: 'corp-saml',
+      code_challenge: crypto.createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
+    }).toString();
+    await login.page.goto(again.toString());
+    await login.page.waitForSelector('input[name="password"]');
+    expect(new URL(login.page.url()).origin).toBe(idp.baseUrl);
+    await login.done();
+  });
+
   it('kc_idp_hint goes straight to the SAML IdP; an agent gets only the agent role', async () => {
     const login = await openApp({ kc_idp_hint: 'corp-saml' });
     await samlSignIn(login.page, 'ivy', 'Ivy-Saml-1');
