@@ -9,6 +9,7 @@ import { calculateJwkThumbprint, errors as joseErrors, exportJWK, SignJWT, type 
 import * as client from 'openid-client';
 import { z } from 'zod';
 
+import { readBoundedBody } from '../http/bounded-response.ts';
 import { BrokerError, type BrokeredIdentity, type BrokerUrls, type IdentityProviderModel } from './types.ts';
 
 /** Provider ids handled by the OAuth modules. */
@@ -247,26 +248,9 @@ export function upstreamFetch(policy: UpstreamPolicy, inspect?: (url: string, re
 }
 
 async function readLimited(response: Response): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(response.headers.get('content-length') ?? '');
-  if (Number.isFinite(declared) && declared > MAX_UPSTREAM_BYTES) {
-    await response.body?.cancel().catch(() => {});
-    throw new UpstreamHttpError('answer too large');
-  }
-  if (!response.body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_UPSTREAM_BYTES) {
-      await reader.cancel().catch(() => {});
-      throw new UpstreamHttpError('answer too large');
-    }
-    chunks.push(value);
-  }
-  return new Uint8Array(Buffer.concat(chunks));
+  const body = await readBoundedBody(response, MAX_UPSTREAM_BYTES);
+  if (!body) throw new UpstreamHttpError('answer too large');
+  return new Uint8Array(body);
 }
 
 /** GET a JSON (or JWT) document with a bearer token: user info, GitHub's e-mails. */

@@ -3,6 +3,7 @@
 // IdP can roll its signing certificate or endpoints without an administrator (Keycloak 26 does the
 // same). Fetched metadata is kept 10 minutes per provider; when it cannot be fetched, the stored
 // config is used.
+import { readBoundedBody } from '../http/bounded-response.ts';
 import type { RealmContext } from '../realms/context.ts';
 import type { IdentityProviderModel } from './types.ts';
 
@@ -40,9 +41,9 @@ export async function withCurrentSamlMetadata<T extends IdentityProviderModel>(r
 async function fetchMetadata(url: string): Promise<string> {
   const response = await fetch(url, { signal: AbortSignal.timeout(METADATA_TIMEOUT_MS), redirect: 'manual', headers: { accept: 'application/samlmetadata+xml, application/xml;q=0.9, */*;q=0.5' } });
   if (!response.ok) throw new SamlMetadataError(`metadata ${url}: HTTP ${response.status}`);
-  const text = await response.text();
-  if (text.length > METADATA_MAX_BYTES) throw new SamlMetadataError(`metadata ${url}: too large`);
-  return text;
+  const body = await readBoundedBody(response, METADATA_MAX_BYTES);
+  if (!body) throw new SamlMetadataError(`metadata ${url}: too large`);
+  return body.toString('utf8');
 }
 
 /**

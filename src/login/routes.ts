@@ -17,7 +17,7 @@ import type { LoginResultExtras } from '../oidc/sso-session.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { loginFlow } from '../realms/settings.ts';
 import { findUserById } from '../store/users.ts';
-import { consumeBrokerRequest, createBrokerRequest, findBrokerRequest } from '../broker/broker-requests.ts';
+import { createBrokerRequest } from '../broker/broker-requests.ts';
 import { brokerLogin, linkExistingUser, type BrokerLoginOutcome } from '../broker/first-login.ts';
 import { enabledBrokerProvider, loginPageProviders, type BrokerProvider } from '../broker/identity-providers.ts';
 import { brokerSessionNote, takeBrokeredIdentity, type BrokerSessionNote } from '../broker/login-handoff.ts';
@@ -418,25 +418,23 @@ export function createLoginRoutes(pages: LoginPages) {
         const key = !result.ok ? FAILURE_MESSAGES[result.error] ?? 'invalidUserMessage' : 'invalidUserMessage';
         return renderLink(state, t(locale, key));
       }
-      const request = await findBrokerRequest(realm, link.alias, link.handoffId);
-      const provider = await enabledBrokerProvider(realm, link.alias);
-      if (!request?.identity || !provider || !await consumeBrokerRequest(realm, request.id)) {
-        return brokerFailure(link.alias, 'expired_code', 'broker link handoff expired or used', 'identityProviderLoginTimeoutMessage', state.userId);
-      }
+      const taken = await takeBrokeredIdentity(realm, link.handoffId, { uid, clientId });
+      if ('error' in taken) return brokerFailure(link.alias, taken.error, taken.reason, taken.messageKey, state.userId);
+      const { provider, identity } = taken;
       try {
-        await linkExistingUser(realm, provider, request.identity, result.user.id);
+        await linkExistingUser(realm, provider, identity, result.user.id);
       } catch (error) {
         if (error instanceof BrokerError) return brokerFailure(link.alias, error.error, error.reason, 'identityProviderUnexpectedErrorMessage', state.userId);
         throw error;
       }
-      const details = { identity_provider: link.alias, identity_provider_identity: request.identity.username ?? request.identity.id };
+      const details = { identity_provider: link.alias, identity_provider_identity: identity.username ?? identity.id };
       deps.event(realm, { type: 'FEDERATED_IDENTITY_LINK', clientId, userId: result.user.id, ipAddress: ctx.ip, details });
       deps.event(realm, { type: 'IDENTITY_PROVIDER_FIRST_LOGIN', clientId, userId: result.user.id, ipAddress: ctx.ip, details });
       const user = (await findUserById(realm.db, realm.id, result.user.id))!;
       const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), result.authenticator) : [];
       const next: FlowState = {
         userId: user.id, username: user.username, rememberMe: false, amr: ['pwd', 'fed'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [],
-        broker: brokerSessionNote(realm, provider, request.identity),
+        broker: brokerSessionNote(realm, provider, identity),
       };
       await saveFlow(next);
       const actionPage: ActionPageContext = { pages, ctx, realm, user, authenticator: result.authenticator, locale, csrf, formAction: actions.action, clientId, issuer };

@@ -9,7 +9,8 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startAdminBench, type AdminBench } from '../support/admin.ts';
-import { CookieJar, decodeEntities, get, parseForm, post } from '../support/browserless.ts';
+import { followRedirects, pageSays, providerLink, realmRolesOf, until, type BrowsedPage } from '../support/broker.ts';
+import { CookieJar, get, parseForm, post } from '../support/browserless.ts';
 import { basicAuth, postForm } from '../support/server.ts';
 
 const UPSTREAM = 'corp-idp';
@@ -23,38 +24,22 @@ const DEAD_ORIGIN = 'http://127.0.0.1:9/';
 let bench: AdminBench;
 let base: string;
 
-type Page = { status: number; url: string; html: string };
+type Page = BrowsedPage;
 type Walk = { redirect: string } | { page: Page };
 
 /** Follows redirects (our server and the upstream realm alike) until the app's redirect URI or a page. */
-async function walk(start: string, jar: CookieJar, response?: Response): Promise<Walk> {
-  let url = start;
-  let current = response ?? await get(url, jar);
-  for (let hops = 0; hops < 15; hops++) {
-    if (current.status < 300 || current.status >= 400) return { page: { status: current.status, url, html: await current.text() } };
-    url = new URL(current.headers.get('location')!, url).href;
+function walk(start: string, jar: CookieJar, response?: Response): Promise<Walk> {
+  return followRedirects<Walk>(start, jar, (url) => {
     if (url.startsWith(APP_REDIRECT)) return { redirect: url };
     // Nothing listens on port 9: a browser would show its own error page there.
     if (url.startsWith(DEAD_ORIGIN)) return { page: { status: 0, url, html: '' } };
-    current = await get(url, jar);
-  }
-  throw new Error(`too many redirects at ${url}`);
+    return undefined;
+  }, response);
 }
 
 function authUrl(extra: Record<string, string> = {}): string {
   const query = new URLSearchParams({ client_id: APP, redirect_uri: APP_REDIRECT, response_type: 'code', scope: 'openid', state: crypto.randomUUID(), ...extra });
   return `${base}/realms/${REALM}/protocol/openid-connect/auth?${query}`;
-}
-
-/** What a page says (its error or info message), for failure messages. */
-function says(page: Page): string {
-  const message = /id="kc-(?:error|info)-message"[^>]*>([^<]*)</.exec(page.html)?.[1] ?? /class="kc-field-error"[^>]*>([^<]*)</.exec(page.html)?.[1];
-  return `${page.status} at ${page.url}: ${message ?? page.html.slice(0, 300)}`;
-}
-
-function providerLink(html: string, alias: string): string | undefined {
-  const match = new RegExp(`id="social-${alias}"[^>]*href="([^"]+)"`).exec(html) ?? new RegExp(`href="([^"]+)"[^>]*id="social-${alias}"`).exec(html);
-  return match ? decodeEntities(match[1]!) : undefined;
 }
 
 /** Signs in on the upstream realm's pages (username first, then password). */
@@ -93,25 +78,12 @@ async function tokensFor(redirect: string): Promise<Record<string, unknown>> {
   return response.json() as Promise<Record<string, unknown>>;
 }
 
-function rolesOf(tokens: Record<string, unknown>): string[] {
-  return ((decodeJwt(tokens.access_token as string).realm_access as { roles?: string[] } | undefined)?.roles ?? []).slice().sort();
-}
-
 async function realmRoles(redirect: string): Promise<string[]> {
-  return rolesOf(await tokensFor(redirect));
+  return realmRolesOf(await tokensFor(redirect));
 }
 
 async function events(type: string): Promise<Array<{ type?: string; error?: string; details?: Record<string, string>; userId?: string }>> {
   return bench.admin.realms.findEvents({ realm: REALM, type: type as never, max: 100 }) as never;
-}
-
-async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
-  for (let i = 0; i < 50; i++) {
-    const value = await read();
-    if (ok(value)) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return read();
 }
 
 async function localUser(username: string) {
@@ -202,7 +174,7 @@ describe('login page', () => {
 describe('first broker login', () => {
   it('creates the user with the template username, mapped roles, group and attribute, and links the identity', async () => {
     const { outcome } = await brokeredLogin('corp', 'alice', 'Alice-Upstream-1');
-    if (!('redirect' in outcome)) throw new Error(says(outcome.page));
+    if (!('redirect' in outcome)) throw new Error(pageSays(outcome.page));
     const roles = await realmRoles(outcome.redirect);
     expect(roles).toEqual(expect.arrayContaining(['agent', 'supervisor', 'qa']));
 
@@ -221,7 +193,7 @@ describe('first broker login', () => {
 
   it('signs a linked identity in again, FORCE sync updating roles from the current claims', async () => {
     const first = await brokeredLogin('corp', 'bob', 'Bob-Upstream-1');
-    if (!('redirect' in first.outcome)) throw new Error(says(first.outcome.page));
+    if (!('redirect' in first.outcome)) throw new Error(pageSays(first.outcome.page));
     expect(await realmRoles(first.outcome.redirect)).not.toContain('supervisor');
     const bob = await localUser('corp.bob');
 
@@ -229,7 +201,7 @@ describe('first broker login', () => {
     const upstreamBob = (await bench.admin.users.find({ realm: UPSTREAM, username: 'bob', exact: true }))[0]!;
     await bench.admin.users.update({ realm: UPSTREAM, id: upstreamBob.id! }, { ...upstreamBob, attributes: { department: ['quality'] } });
     const second = await brokeredLogin('corp', 'bob', 'Bob-Upstream-1');
-    if (!('redirect' in second.outcome)) throw new Error(says(second.outcome.page));
+    if (!('redirect' in second.outcome)) throw new Error(pageSays(second.outcome.page));
     expect(await realmRoles(second.outcome.redirect)).toContain('supervisor');
     expect((await localUser('corp.bob'))!.id).toBe(bob!.id);
     expect((await localUser('corp.bob'))!.attributes?.department).toEqual(['quality']);
@@ -238,7 +210,7 @@ describe('first broker login', () => {
     // And back: the claim no longer matches, so FORCE takes the role away again.
     await bench.admin.users.update({ realm: UPSTREAM, id: upstreamBob.id! }, { ...upstreamBob, attributes: { department: ['sales'] } });
     const third = await brokeredLogin('corp', 'bob', 'Bob-Upstream-1');
-    if (!('redirect' in third.outcome)) throw new Error(says(third.outcome.page));
+    if (!('redirect' in third.outcome)) throw new Error(pageSays(third.outcome.page));
     const roles = await realmRoles(third.outcome.redirect);
     expect(roles).not.toContain('supervisor');
     expect(roles).toContain('agent');
@@ -246,7 +218,7 @@ describe('first broker login', () => {
 
   it('links to the existing account of a trusted e-mail at once, and keeps its tokens (storeToken)', async () => {
     const { outcome, jar } = await brokeredLogin('corp-trusted', 'carol', 'Carol-Upstream-1', new CookieJar(), true);
-    if (!('redirect' in outcome)) throw new Error(says(outcome.page));
+    if (!('redirect' in outcome)) throw new Error(pageSays(outcome.page));
     const carol = await localUser('carol.local');
     const links = await bench.admin.users.listFederatedIdentities({ realm: REALM, id: carol!.id! });
     expect(links.map((l) => l.identityProvider)).toEqual(['corp-trusted']);
@@ -264,14 +236,14 @@ describe('first broker login', () => {
     const readToken = await bench.admin.clients.findRole({ realm: REALM, id: broker.id!, roleName: 'read-token' });
     await bench.admin.users.addClientRoleMappings({ realm: REALM, id: carol!.id!, clientUniqueId: broker.id!, roles: [{ id: readToken!.id!, name: 'read-token' }] });
     const again = await brokeredLogin('corp-trusted', 'carol', 'Carol-Upstream-1', jar, true);
-    if (!('redirect' in again.outcome)) throw new Error(says(again.outcome.page));
+    if (!('redirect' in again.outcome)) throw new Error(pageSays(again.outcome.page));
     const allowed = await stored((await tokensFor(again.outcome.redirect)).access_token);
     expect(allowed.status).toBe(200);
     const upstreamTokens = await allowed.json() as { access_token: string; id_token: string };
     expect(decodeJwt(upstreamTokens.access_token).iss).toBe(`${base}/realms/${UPSTREAM}`);
     // A provider without storeToken answers that it keeps nothing.
     const third = await brokeredLogin('corp-trusted', 'carol', 'Carol-Upstream-1', jar, true);
-    if (!('redirect' in third.outcome)) throw new Error(says(third.outcome.page));
+    if (!('redirect' in third.outcome)) throw new Error(pageSays(third.outcome.page));
     const withoutStore = await get(`${base}/realms/${REALM}/broker/corp/token`, new CookieJar(), { authorization: `Bearer ${String((await tokensFor(third.outcome.redirect)).access_token)}` });
     expect(withoutStore.status).toBe(400);
   });
@@ -293,12 +265,12 @@ describe('first broker login', () => {
     const again = parseForm(await wrong.text(), outcome.page.url);
     const right = await post(again.action, { ...again.hidden, password: 'Dave-Local-1' }, jar);
     const done = await walk(again.action, jar, right);
-    if (!('redirect' in done)) throw new Error(says(done.page));
+    if (!('redirect' in done)) throw new Error(pageSays(done.page));
     const tokens = await tokensFor(done.redirect);
     expect(decodeJwt(tokens.access_token as string).sub).toBe(dave!.id);
     expect((await bench.admin.users.listFederatedIdentities({ realm: REALM, id: dave!.id! })).map((l) => l.identityProvider)).toEqual(['corp']);
     // The mappers applied at the link as for a new user.
-    expect(rolesOf(tokens)).toContain('agent');
+    expect(realmRolesOf(tokens)).toContain('agent');
   });
 });
 
@@ -404,7 +376,7 @@ describe('refusals and failures', () => {
 describe('logout', () => {
   it('ends the upstream session too (front-channel through end_session, then back to the app)', async () => {
     const { outcome, jar } = await brokeredLogin('corp', 'alice', 'Alice-Upstream-1');
-    if (!('redirect' in outcome)) throw new Error(says(outcome.page));
+    if (!('redirect' in outcome)) throw new Error(pageSays(outcome.page));
     const tokens = await tokensFor(outcome.redirect);
     const logout = `${base}/realms/${REALM}/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: tokens.id_token as string, post_logout_redirect_uri: APP_REDIRECT })}`;
     await bench.admin.clients.update({ realm: REALM, id: (await bench.admin.clients.find({ realm: REALM, clientId: APP }))[0]!.id! }, {

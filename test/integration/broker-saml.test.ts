@@ -13,6 +13,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startAdminBench, type AdminBench } from '../support/admin.ts';
+import { followRedirects, pageSays, providerLink, realmRolesOf, until, type BrowsedPage } from '../support/broker.ts';
 import { CookieJar, decodeEntities, get, parseForm, post } from '../support/browserless.ts';
 import { createTestSamlIdp, inflateRedirectMessage, parseXml, SAML, type ResponseOptions, type SignatureWrapping, type TestSamlIdp } from '../support/saml-idp.ts';
 import { basicAuth, postForm } from '../support/server.ts';
@@ -35,21 +36,16 @@ let issuer: string;
 let endpoint: string;
 let idp: TestSamlIdp;
 
-type Page = { status: number; url: string; html: string };
+type Page = BrowsedPage;
 /** Where a walk ends: at a client (redirect), at the IdP (our message to it), or on a page. */
 type Step = { redirect: string } | { idp: string } | { page: Page };
 
-async function walk(start: string, jar: CookieJar, response?: Response): Promise<Step> {
-  let url = start;
-  let current = response ?? await get(url, jar);
-  for (let hops = 0; hops < 15; hops++) {
-    if (current.status < 300 || current.status >= 400) return { page: { status: current.status, url, html: await current.text() } };
-    url = new URL(current.headers.get('location')!, url).href;
+function walk(start: string, jar: CookieJar, response?: Response): Promise<Step> {
+  return followRedirects<Step>(start, jar, (url) => {
     if (url.startsWith(DEAD_ORIGIN)) return { redirect: url };
     if (url.startsWith(idp.ssoUrl) || url.startsWith(idp.sloUrl)) return { idp: url };
-    current = await get(url, jar);
-  }
-  throw new Error(`too many redirects at ${url}`);
+    return undefined;
+  }, response);
 }
 
 function authUrl(extra: Record<string, string> = {}): string {
@@ -61,14 +57,7 @@ function authUrl(extra: Record<string, string> = {}): string {
 function says(step: Step): string {
   if ('redirect' in step) return `redirect to ${step.redirect}`;
   if ('idp' in step) return `redirect to the IdP ${step.idp.slice(0, 120)}`;
-  const { page } = step;
-  const message = /id="kc-(?:error|info)-message"[^>]*>([^<]*)</.exec(page.html)?.[1] ?? /class="kc-field-error"[^>]*>([^<]*)</.exec(page.html)?.[1];
-  return `${page.status} at ${page.url}: ${message ?? page.html.slice(0, 300)}`;
-}
-
-function providerLink(html: string, alias: string): string | undefined {
-  const match = new RegExp(`id="social-${alias}"[^>]*href="([^"]+)"`).exec(html) ?? new RegExp(`href="([^"]+)"[^>]*id="social-${alias}"`).exec(html);
-  return match ? decodeEntities(match[1]!) : undefined;
+  return pageSays(step.page);
 }
 
 /** A login sent to the IdP: the browser's jar and what our AuthnRequest redirect carried. */
@@ -114,10 +103,6 @@ async function tokensFor(redirect: string): Promise<Record<string, unknown>> {
   return response.json() as Promise<Record<string, unknown>>;
 }
 
-function rolesOf(tokens: Record<string, unknown>): string[] {
-  return ((decodeJwt(tokens.access_token as string).realm_access as { roles?: string[] } | undefined)?.roles ?? []).slice().sort();
-}
-
 /** A complete good login as `nameId`; returns the jar, the client redirect and the tokens. */
 async function goodLogin(nameId: string, extra: Partial<ResponseOptions> = {}): Promise<{ login: SamlLogin; redirect: string; tokens: Record<string, unknown> }> {
   const login = await startLogin();
@@ -130,15 +115,6 @@ type AdminEvent = { id?: string; type?: string; error?: string; details?: Record
 
 async function events(type: string): Promise<AdminEvent[]> {
   return bench.admin.realms.findEvents({ realm: REALM, type: type as never, max: 1000 }) as never;
-}
-
-async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
-  for (let i = 0; i < 50; i++) {
-    const value = await read();
-    if (ok(value)) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return read();
 }
 
 async function loginErrorIds(): Promise<Set<string>> {
@@ -274,8 +250,8 @@ describe('SP-initiated login', () => {
     const step = await postResponse(login, response);
     if (!('redirect' in step) || !step.redirect.startsWith(APP_REDIRECT)) throw new Error(says(step));
     const tokens = await tokensFor(step.redirect);
-    expect(rolesOf(tokens)).toEqual(expect.arrayContaining(['agent', 'supervisor']));
-    expect(rolesOf(tokens)).not.toContain('auditor');
+    expect(realmRolesOf(tokens)).toEqual(expect.arrayContaining(['agent', 'supervisor']));
+    expect(realmRolesOf(tokens)).not.toContain('auditor');
 
     const user = await localUser('corp-saml.alice-1');
     expect(user, 'the user named by the username mapper').toBeDefined();
@@ -294,7 +270,7 @@ describe('SP-initiated login', () => {
     const first = await goodLogin('bob-1', { attributes: [{ name: 'department', values: ['audit'] }] });
     const bob = await localUser('corp-saml.bob-1');
     expect(decodeJwt(first.tokens.access_token as string).sub).toBe(bob!.id);
-    expect(rolesOf(first.tokens)).toEqual(expect.arrayContaining(['agent', 'auditor']));
+    expect(realmRolesOf(first.tokens)).toEqual(expect.arrayContaining(['agent', 'auditor']));
     const before = await userCount();
     const second = await goodLogin('bob-1', { attributes: [{ name: 'department', values: ['audit'] }] });
     expect(decodeJwt(second.tokens.access_token as string).sub).toBe(bob!.id);
@@ -718,7 +694,7 @@ describe('first broker login linking', () => {
       .toEqual([expect.objectContaining({ identityProvider: ALIAS, userId: 'erin-1' })]);
     expect(await localUser('corp-saml.erin-1')).toBeUndefined();
     // The mappers applied at the link as for a new user.
-    expect(rolesOf(tokens)).toEqual(expect.arrayContaining(['agent', 'supervisor']));
+    expect(realmRolesOf(tokens)).toEqual(expect.arrayContaining(['agent', 'supervisor']));
     expect((await localUser('erin.local'))!.attributes?.department).toEqual(['quality']);
     const linked = await until(() => events('FEDERATED_IDENTITY_LINK'), (list) => list.some((e) => e.userId === erin!.id));
     expect(linked.find((e) => e.userId === erin!.id)?.details?.identity_provider).toBe(ALIAS);

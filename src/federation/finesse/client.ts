@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 
 import type { Agent, Response } from 'undici';
 
+import { readBoundedBody } from '../../http/bounded-response.ts';
 import { createLogger, type Logger } from '../../observability/logger.ts';
 import type { FinesseProviderConfig } from './config.ts';
 import { FinesseResponseError, parseFinesseTeams, parseFinesseUser, parseFinesseUsers, type FinesseTeam, type FinesseUser } from './xml.ts';
@@ -213,26 +214,9 @@ function endpoint(base: string, path: string): URL | undefined {
 
 /** Reads the body up to `limit` bytes; beyond it the request is aborted and refused. */
 async function readBody(response: Response, limit: number): Promise<string> {
-  const declared = Number(response.headers.get('content-length') ?? '');
-  if (Number.isFinite(declared) && declared > limit) {
-    await response.body?.cancel().catch(() => {});
-    throw new FinesseResponseError(`the response is larger than ${limit} bytes`);
-  }
-  if (!response.body) return '';
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      await reader.cancel().catch(() => {});
-      throw new FinesseResponseError(`the response is larger than ${limit} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  const body = await readBoundedBody(response, limit);
+  if (!body) throw new FinesseResponseError(`the response is larger than ${limit} bytes`);
+  return body.toString('utf8');
 }
 
 type Answer = { url: string; status: number; body: string | undefined };
