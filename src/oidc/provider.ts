@@ -6,15 +6,14 @@ import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'o
 import type { LoginEvent } from '../events/events.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { ssoSessionLifespans } from '../realms/settings.ts';
-import { findServiceAccountUserId } from '../store/clients.ts';
 import { findUserById } from '../store/users.ts';
 import { createAdapterClass } from './adapter.ts';
 import { accessTokenLifespan, clientAllowsOrigin, redirectUriMatches } from './client-policy.ts';
 import { completeCodeExchange, userAccessTokenPayload } from './code-exchange.ts';
+import { CLIENT_CREDENTIALS_PARAMETERS, clientCredentialsGrant } from './grants/client-credentials.ts';
 import { passwordGrant, PASSWORD_GRANT_PARAMETERS, oauthError } from './grants/password.ts';
 import { refreshTokenGrant, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
 import { TOKEN_EXCHANGE_DUPES, TOKEN_EXCHANGE_GRANT, TOKEN_EXCHANGE_PARAMETERS, tokenExchangeGrant } from './grants/token-exchange.ts';
-import { grantedScopes, loadSubject, mappersFor, scopeString, tokenClaims } from './keycloak-token.ts';
 import { TokenRequestError } from './session-tokens.ts';
 import { interactionPolicyFor, loadExistingGrantFor } from './sso-session.ts';
 import { SESSION_COOKIE } from '../login/session-iframe.ts';
@@ -86,25 +85,6 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     if (!client) throw new errors.InvalidClient('client not found');
     return client;
   };
-
-  /** Service-account token content, cached per client and granted scope set for the context. */
-  async function serviceAccountToken(ctx: KoaContextWithOIDC, client: ClientModel): Promise<{ claims: Record<string, unknown>; scope: string; sub: string }> {
-    const requested = ctx.oidc.params?.scope as string | undefined;
-    const scopes = grantedScopes(client, requested);
-    const mappers = mappersFor(client, scopes);
-    const base = await realm.memo(`service-account:${client.id}:${scopes.map((s) => s.id).join(',')}`, async () => {
-      const user = await findServiceAccountUserId(realm.db, client.id);
-      return user ? loadSubject(realm, client, user.id, scopes, mappers) : undefined;
-    });
-    if (!base) throw new errors.UnauthorizedClient('Client not enabled to retrieve service account');
-    const ip = ctx.ip;
-    const claims = tokenClaims({
-      ...base,
-      sessionNotes: { clientHost: ip, clientAddress: ip, client_id: client.clientId },
-      acr: '1',
-    }, mappers, 'access');
-    return { claims, scope: scopeString(scopes, requested), sub: base.user.id };
-  }
 
   const issuerPath = new URL(issuer).pathname;
   const configuration: Configuration = {
@@ -199,22 +179,7 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
           // Keycloak's header is {"alg","typ":"JWT","kid"}; oidc-provider's default typ is at+jwt.
           jwt.header = { typ: 'JWT' };
           const payload = jwt.payload as Record<string, unknown>;
-          if (token.kind === 'ClientCredentials') {
-            const { claims, scope, sub } = await serviceAccountToken(ctx as KoaContextWithOIDC, client);
-            const { aud, ...rest } = claims;
-            const shaped: Record<string, unknown> = {
-              exp: payload.exp, iat: payload.iat, jti: payload.jti, iss: payload.iss,
-              sub, typ: 'Bearer', azp: client.clientId,
-              ...rest,
-              scope,
-              clientId: client.clientId,
-              client_id: client.clientId,
-            };
-            setAudience(shaped, aud, client.clientId);
-            jwt.payload = shaped;
-            // The token response's `scope` is read from the token after it is signed.
-            (token as { scope?: string }).scope = scope || undefined;
-          } else if (token.kind === 'AccessToken') {
+          if (token.kind === 'AccessToken') {
             let shaped: Record<string, unknown>;
             try {
               shaped = await userAccessTokenPayload(realm, client, ctx as KoaContextWithOIDC, {
@@ -251,6 +216,7 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     return redirectUriMatches(this.redirectUris ?? [], value);
   };
 
+  provider.registerGrantType('client_credentials', clientCredentialsGrant(realm), CLIENT_CREDENTIALS_PARAMETERS);
   provider.registerGrantType('password', passwordGrant(realm, hooks.event), PASSWORD_GRANT_PARAMETERS);
   provider.registerGrantType('refresh_token', refreshTokenGrant(realm, hooks.event), REFRESH_GRANT_PARAMETERS);
   // RFC 8693 for Cisco Finesse SSO tokens; which clients may use it is the provider's allow-list.

@@ -1,21 +1,23 @@
 // Signing and verifying the JWTs Cloakroom issues itself (tokens of its own grants, refresh
 // tokens, logout tokens) with the realm's keys, through jose. Access and ID tokens use the realm's
 // active asymmetric key, exactly the key oidc-provider signs with; refresh tokens use a realm HMAC
-// key (HS512, as Keycloak 24+), derived from the master key so it needs no storage.
+// key (HS512, as Keycloak 24+), derived from the master key so it needs no storage. Signing and the
+// refresh-token check use src/crypto/jws.ts (node:crypto); tokens from elsewhere go through jose.
 import crypto, { type KeyObject } from 'node:crypto';
 
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, SignJWT, type JWK, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWK, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 
+import { signJws, verifyHmacJws, type JwsAlg } from '../crypto/jws.ts';
 import type { RealmContext } from '../realms/context.ts';
 
-type SigningKey = { kid: string; alg: string; key: KeyObject };
+type SigningKey = { kid: string; alg: JwsAlg; key: KeyObject };
 
 /** The key oidc-provider would pick: the first (active) key of the realm's algorithm. */
 function activeSigningKey(realm: RealmContext, alg: string): SigningKey {
   return realm.memoSync(`signing-key:${alg}`, () => {
     const jwk = realm.keys.signing.find((k) => k.alg === alg);
     if (!jwk?.kid) throw new Error(`realm ${realm.name} has no ${alg} signing key`);
-    return { kid: jwk.kid, alg, key: crypto.createPrivateKey({ key: jwk as crypto.JsonWebKey, format: 'jwk' }) };
+    return { kid: jwk.kid, alg: alg as JwsAlg, key: crypto.createPrivateKey({ key: jwk as crypto.JsonWebKey, format: 'jwk' }) };
   });
 }
 
@@ -29,8 +31,8 @@ function refreshKey(realm: RealmContext): SigningKey {
   });
 }
 
-async function sign(payload: Record<string, unknown>, { kid, alg, key }: SigningKey): Promise<string> {
-  return new SignJWT(payload as JWTPayload).setProtectedHeader({ alg, typ: 'JWT', kid }).sign(key);
+function sign(payload: Record<string, unknown>, { kid, alg, key }: SigningKey): Promise<string> {
+  return signJws({ alg, typ: 'JWT', kid }, payload, key);
 }
 
 /** Access, ID and logout tokens: the realm's default signature algorithm. */
@@ -43,13 +45,16 @@ export function signRefreshToken(realm: RealmContext, payload: Record<string, un
 }
 
 /** Claims of a refresh token of this realm and issuer with a valid signature; expiry is checked too. */
-export async function verifyRefreshToken(realm: RealmContext, issuer: string, token: string): Promise<JWTPayload | undefined> {
-  try {
-    const { payload } = await jwtVerify(token, refreshKey(realm).key, { issuer, algorithms: ['HS512'] });
-    return payload;
-  } catch {
-    return undefined;
-  }
+export function verifyRefreshToken(realm: RealmContext, issuer: string, token: string): JWTPayload | undefined {
+  const payload = verifyHmacJws(token, 'HS512', refreshKey(realm).key);
+  if (!payload || payload.iss !== issuer) return undefined;
+  const now = Math.floor(Date.now() / 1000);
+  const { exp, nbf, iat } = payload;
+  // As jose's jwtVerify: numeric dates when present, expired at exp, not valid before nbf.
+  if (exp !== undefined && (typeof exp !== 'number' || exp <= now)) return undefined;
+  if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now)) return undefined;
+  if (iat !== undefined && typeof iat !== 'number') return undefined;
+  return payload as JWTPayload;
 }
 
 export function realmKeySet(realm: RealmContext): JWTVerifyGetKey {

@@ -5,7 +5,8 @@ import crypto from 'node:crypto';
 
 import type { RealmContext } from '../realms/context.ts';
 import { offlineSessionLifespans, ssoSessionLifespans } from '../realms/settings.ts';
-import { findLiveUserSession, saveUserSession, startClientSession } from '../store/sessions.ts';
+import type { UserSession } from '../store/schema.ts';
+import { saveUserSession, startClientSession } from '../store/sessions.ts';
 import { issueUserTokens, loadUserTokenSubject, refreshTokenPayload, type IssuedTokens, type SignedAccessToken, type TokenSubjectData, type UserTokenRequest } from './user-tokens.ts';
 import { signRefreshToken } from './realm-jwt.ts';
 
@@ -20,8 +21,8 @@ export class TokenRequestError extends Error {
 }
 
 /** Starts a user session (browser login or password grant). */
-export async function startUserSession(realm: RealmContext, s: { id: string; userId: string; loginUsername: string; ipAddress: string | null; rememberMe: boolean; authTime: number }): Promise<void> {
-  await saveUserSession(realm.db, {
+export function startUserSession(realm: RealmContext, s: { id: string; userId: string; loginUsername: string; ipAddress: string | null; rememberMe: boolean; authTime: number }): Promise<UserSession> {
+  return saveUserSession(realm.db, {
     ...s, realmId: realm.id, offline: false, lifespans: ssoSessionLifespans(realm.settings, s.rememberMe),
   });
 }
@@ -43,13 +44,10 @@ export async function issueFirstTokens(t: FirstTokens): Promise<IssuedTokens> {
     if (!data.subject.realmRoles.includes('offline_access')) {
       throw new TokenRequestError('not_allowed', 'Offline tokens not allowed for the user or client');
     }
-    await saveUserSession(t.realm.db, {
+    session = await saveUserSession(t.realm.db, {
       realmId: t.realm.id, id: session.id, offline: true, userId: session.user_id, loginUsername: session.login_username,
       ipAddress: session.ip_address, rememberMe: false, authTime: session.auth_time, lifespans: offlineSessionLifespans(t.realm.settings),
     });
-    const offline = await findLiveUserSession(t.realm.db, { realmId: t.realm.id, id: session.id, offline: true });
-    if (!offline) throw new TokenRequestError('invalid_grant', 'Session not active');
-    session = offline;
   }
 
   const req: UserTokenRequest = { ...t, session };

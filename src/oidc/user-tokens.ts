@@ -5,9 +5,10 @@ import crypto from 'node:crypto';
 
 import type { ClientModel, ClientScopeModel, RealmContext } from '../realms/context.ts';
 import { offlineSessionLifespans, ssoSessionLifespans, SESSION_IDLE_GRACE_SECONDS } from '../realms/settings.ts';
-import type { UserSession } from '../store/schema.ts';
+import type { EffectiveRole } from '../store/roles.ts';
+import type { User, UserSession } from '../store/schema.ts';
 import { accessTokenLifespan } from './client-policy.ts';
-import { grantedScopes, loadSubject, mappersFor, scopeString, tokenClaims, type SubjectBase } from './keycloak-token.ts';
+import { grantedScopes, loadSubject, mappersFor, scopeString, subjectOf, tokenClaims, type SubjectBase } from './keycloak-token.ts';
 import type { MapperModel } from './protocol-mappers.ts';
 import { halfHash, signRefreshToken, signWithRealmKey } from './realm-jwt.ts';
 
@@ -35,6 +36,13 @@ export async function loadUserTokenSubject(realm: RealmContext, client: ClientMo
   const mappers = mappersFor(client, scopes);
   const subject = await loadSubject(realm, client, userId, scopes, mappers);
   return subject ? { scopes, mappers, subject } : undefined;
+}
+
+/** As loadUserTokenSubject, for an enabled user whose effective roles were loaded with the session. */
+export async function userTokenSubjectOf(realm: RealmContext, client: ClientModel, loaded: { user: User; roles: EffectiveRole[] }, scope: string): Promise<TokenSubjectData> {
+  const scopes = grantedScopes(client, scope);
+  const mappers = mappersFor(client, scopes);
+  return { scopes, mappers, subject: await subjectOf(realm, client, loaded.user, loaded.roles, scopes, mappers) };
 }
 
 /** Every granted scope name (the refresh token's `scope`, which the next refresh keeps). */

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import pg from 'pg';
 
@@ -34,6 +34,39 @@ export type StoreOptions = {
 // int8 -> number: the counts and epochs we read fit comfortably in a double.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
+/**
+ * Hot statements (the refresh grant's) run as named prepared statements on PostgreSQL: parsed and
+ * planned once per connection, where an unnamed statement is planned on every call (the refresh
+ * statement spent longer in the planner than executing). Their texts name their columns, so a
+ * migration that adds columns leaves the cached plans' result types valid. PGlite runs them as
+ * plain statements.
+ */
+export type PreparedStatement = { readonly name: string; readonly text: string };
+
+const preparedNames = new Map<string, string>();
+
+export function preparedStatement(name: string, text: string): PreparedStatement {
+  if (preparedNames.has(text) && preparedNames.get(text) !== name) throw new Error(`statement ${name} repeats ${preparedNames.get(text)}`);
+  preparedNames.set(text, name);
+  return { name, text };
+}
+
+export async function runPrepared<R>(db: Db, statement: PreparedStatement, parameters: readonly unknown[]): Promise<R[]> {
+  const { rows } = await db.executeQuery<R>(CompiledQuery.raw(statement.text, [...parameters]));
+  return rows;
+}
+
+/** pg client that sends registered statement texts under their name (Kysely passes plain text). */
+class PreparingClient extends pg.Client {
+  // pg's query() is heavily overloaded; this only adds a name to (text, values) calls.
+  override query(...args: unknown[]): never {
+    const [text, values, callback] = args;
+    const name = typeof text === 'string' ? preparedNames.get(text) : undefined;
+    const query = super.query as (...a: unknown[]) => never;
+    return name ? query.call(this, { name, text, values }, callback) : query.apply(this, args);
+  }
+}
+
 export async function openStore(options: StoreOptions): Promise<Store> {
   return options.databaseUrl ? openPostgres(options.databaseUrl, options.poolSize ?? 10) : openPglite(options.pgliteDir);
 }
@@ -41,7 +74,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
 async function openPostgres(url: string, poolSize: number): Promise<Store> {
   // JIT off: the planner overestimates the recursive role query (~470k rows for a handful) and
   // JIT-compiles it on every token, ~20 ms of database CPU each; our queries are all small.
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, idleTimeoutMillis: 30_000, options: '-c jit=off' });
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, idleTimeoutMillis: 30_000, options: '-c jit=off', Client: PreparingClient });
   // An idle client losing its server (restart, failover) must not crash the process.
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

@@ -1,32 +1,40 @@
 import { sql } from 'kysely';
 
-import type { Db } from './db.ts';
+import { preparedStatement, runPrepared, type Db } from './db.ts';
 
 export type EffectiveRole = { id: string; name: string; clientId: string | null };
 
 /**
- * A user's effective roles: direct mappings, roles of their groups and of the groups' ancestors,
- * with composites expanded transitively. One round trip.
+ * The recursive CTEs `member_groups` and `granted` (role ids) of the user in parameter
+ * `userParam`: direct mappings, roles of their groups and of the groups' ancestors, composites
+ * expanded transitively. For a `WITH RECURSIVE` list (the refresh statement embeds them too).
  */
-export async function effectiveUserRoles(db: Db, userId: string): Promise<EffectiveRole[]> {
-  const { rows } = await sql<EffectiveRole>`
-    WITH RECURSIVE member_groups(id) AS (
-      SELECT group_id FROM user_groups WHERE user_id = ${userId}
+export function effectiveRoleCtes(userParam: string): string {
+  return `member_groups(id) AS (
+      SELECT group_id FROM user_groups WHERE user_id = ${userParam}
       UNION
       SELECT g.parent_id FROM groups g JOIN member_groups m ON g.id = m.id WHERE g.parent_id IS NOT NULL
     ),
     granted(role_id) AS (
-      SELECT role_id FROM user_roles WHERE user_id = ${userId}
+      SELECT role_id FROM user_roles WHERE user_id = ${userParam}
       UNION
       SELECT role_id FROM group_roles WHERE group_id IN (SELECT id FROM member_groups)
       UNION
       SELECT rc.child_id FROM role_composites rc JOIN granted ON rc.parent_id = granted.role_id
-    )
-    SELECT r.id, r.name, c.client_id AS "clientId"
-    FROM granted JOIN roles r ON r.id = granted.role_id LEFT JOIN clients c ON c.id = r.client_id
-    ORDER BY c.client_id NULLS FIRST, r.name
-  `.execute(db);
-  return rows;
+    )`;
+}
+
+/** `granted` joined to the roles' names and client ids (columns r.id, r.name, c.client_id). */
+export const GRANTED_ROLES_FROM = 'granted JOIN roles r ON r.id = granted.role_id LEFT JOIN clients c ON c.id = r.client_id';
+
+const EFFECTIVE_USER_ROLES = preparedStatement('effective-user-roles', `
+  WITH RECURSIVE ${effectiveRoleCtes('$1::uuid')}
+  SELECT r.id, r.name, c.client_id AS "clientId" FROM ${GRANTED_ROLES_FROM}
+  ORDER BY c.client_id NULLS FIRST, r.name`);
+
+/** A user's effective roles, realm roles first, then by client id and name. One round trip. */
+export function effectiveUserRoles(db: Db, userId: string): Promise<EffectiveRole[]> {
+  return runPrepared<EffectiveRole>(db, EFFECTIVE_USER_ROLES, [userId]);
 }
 
 /**

@@ -2,8 +2,9 @@
 // timestamp per user session so "is it alive" is a single indexed comparison everywhere.
 import { sql } from 'kysely';
 
-import type { Db } from './db.ts';
-import type { ClientSession, UserSession } from './schema.ts';
+import { preparedStatement, runPrepared, type Db } from './db.ts';
+import { effectiveRoleCtes, GRANTED_ROLES_FROM, type EffectiveRole } from './roles.ts';
+import type { ClientSession, User, UserSession } from './schema.ts';
 
 export type SessionKey = {
   realmId: string;
@@ -36,9 +37,9 @@ function expirySql(lifespans: SessionLifespans, startedAt: ReturnType<typeof sql
 }
 
 /** Creates the session, or renews it when the same SSO session logs in again (prompt=login). */
-export async function saveUserSession(db: Db, s: NewUserSession): Promise<void> {
+export async function saveUserSession(db: Db, s: NewUserSession): Promise<UserSession> {
   const now = new Date();
-  await db.insertInto('user_sessions').values({
+  return db.insertInto('user_sessions').values({
     id: s.id, offline: s.offline, realm_id: s.realmId, user_id: s.userId, login_username: s.loginUsername,
     ip_address: s.ipAddress, remember_me: s.rememberMe, auth_time: s.authTime, started_at: now, last_refresh_at: now,
     expires_at: expirySql(s.lifespans, now) as never,
@@ -46,7 +47,7 @@ export async function saveUserSession(db: Db, s: NewUserSession): Promise<void> 
     user_id: s.userId, login_username: s.loginUsername, ip_address: s.ipAddress, remember_me: s.rememberMe,
     auth_time: s.authTime, last_refresh_at: now,
     expires_at: expirySql(s.lifespans, sql.ref('user_sessions.started_at') as never) as never,
-  }).where('user_sessions.realm_id', '=', s.realmId)).execute();
+  }).where('user_sessions.realm_id', '=', s.realmId)).returningAll().executeTakeFirstOrThrow();
 }
 
 const alive = sql<boolean>`(expires_at IS NULL OR expires_at > now())`;
@@ -176,10 +177,20 @@ export async function useRefreshToken(db: Db, use: RefreshUse): Promise<RefreshU
     ]))
     .returning('client_id').executeTakeFirst();
   if (rotated) return { ok: true };
+  return refuseRefreshToken(db, use);
+}
 
+/**
+ * A rotated refresh token that failed its use: a repeat inside the grace window gets the sealed
+ * successor; anything else ends the client session and says why.
+ */
+export async function refuseRefreshToken(db: Db, use: Pick<RefreshUse, 'key' | 'clientUuid' | 'jti' | 'graceSeconds'>): Promise<RefreshUseResult> {
+  const { key } = use;
   if (use.graceSeconds > 0) {
-    const repeat = await row()
+    const repeat = await db.updateTable('client_sessions')
       .set({ last_refresh_at: sql`now()` as never })
+      .where('realm_id', '=', key.realmId).where('user_session_id', '=', key.id).where('offline', '=', key.offline)
+      .where('client_id', '=', use.clientUuid)
       .where('rotated_from_jti', '=', use.jti)
       .where('successor_sealed', 'is not', null)
       .where(sql<boolean>`rotated_at > now() - make_interval(secs => ${use.graceSeconds})`)
@@ -193,6 +204,129 @@ export async function useRefreshToken(db: Db, use: RefreshUse): Promise<RefreshU
     .returning('current_refresh_jti').executeTakeFirst();
   if (!ended) return { ok: false, reason: 'no_client_session' };
   return { ok: false, reason: ended.current_refresh_jti === use.jti ? 'reuse_exceeded' : 'stale_token' };
+}
+
+// --- The refresh grant's statement ------------------------------------------------------------
+
+/**
+ * What the refresh grant does to the client session in the same statement: only mark activity
+ * (no rotation), rotate without a grace window, or nothing (with a grace window the sealed
+ * successor must be stored with the rotation, so useRefreshToken does it after signing).
+ */
+export type RefreshClientSessionUse =
+  | { kind: 'touch' }
+  | { kind: 'rotate'; jti: string; newJti: string; maxReuse: number }
+  | { kind: 'later' };
+
+export type SessionRefresh = {
+  key: SessionKey & { tokenIssuedAt: number };
+  userId: string;
+  clientUuid: string;
+  lifespans: (rememberMe: boolean) => SessionLifespans;
+  clientSession: RefreshClientSessionUse;
+};
+
+export type RefreshedSession = {
+  session: UserSession;
+  /** The enabled user with their effective roles; undefined when disabled or gone. */
+  subject: { user: User; roles: EffectiveRole[] } | undefined;
+  /** Whether the client session took this use (undefined: left for useRefreshToken). */
+  clientSessionUsed: boolean | undefined;
+};
+
+const SESSION_COLUMNS = 'id, offline, realm_id, user_id, login_username, ip_address, remember_me, auth_time, started_at, last_refresh_at, expires_at';
+const USER_COLUMNS = 'id, realm_id, username, email, email_verified, enabled, first_name, last_name, federation_link, service_account_client_id, application, attributes, required_actions, not_before, login_authenticator_id, created_at';
+
+/** The expiry expression for lifespans in parameters ($idle, $max), as expirySql. */
+const expiryFor = (idle: string, max: string) =>
+  `CASE WHEN ${max}::int > 0 THEN least(now() + make_interval(secs => ${idle}::int), started_at + make_interval(secs => ${max}::int)) ELSE now() + make_interval(secs => ${idle}::int) END`;
+
+const CLIENT_SESSION_SET: Record<RefreshClientSessionUse['kind'], string | undefined> = {
+  touch: 'SET last_refresh_at = now()',
+  rotate: `SET refresh_use_count = CASE WHEN current_refresh_jti = $11 THEN refresh_use_count + 1 ELSE 1 END,
+        current_refresh_jti = $11, latest_refresh_jti = $12, rotated_from_jti = $11, rotated_at = now(),
+        successor_sealed = NULL, last_refresh_at = now()`,
+  later: undefined,
+};
+const CLIENT_SESSION_CONDITION: Record<RefreshClientSessionUse['kind'], string> = {
+  touch: '',
+  rotate: `AND ((current_refresh_jti = $11 AND refresh_use_count <= $13::int)
+        OR (current_refresh_jti IS DISTINCT FROM $11 AND latest_refresh_jti = $11))`,
+  later: '',
+};
+
+/**
+ * The whole database side of a refresh in one statement (one round trip, one commit): touch the
+ * live user session (pushing its idle expiry out), load its enabled user and their effective
+ * roles, and use the client session (see RefreshClientSessionUse) only when all of that held.
+ * Parameters: $1 realm, $2 session id, $3 offline, $4 user, $5 token iat, $6/$7 idle/max,
+ * $8/$9 the remember-me idle/max; with a client session use $10 client uuid, then for rotation
+ * $11 jti, $12 new jti, $13 max reuse.
+ */
+function sessionRefreshStatement(kind: RefreshClientSessionUse['kind']) {
+  const set = CLIENT_SESSION_SET[kind];
+  const clientSession = set === undefined ? '' : `
+    client_session AS (
+      UPDATE client_sessions ${set}
+      WHERE realm_id = $1 AND user_session_id = $2 AND offline = $3 AND client_id = $10
+        AND EXISTS (SELECT 1 FROM subject) ${CLIENT_SESSION_CONDITION[kind]}
+      RETURNING client_id
+    ),`;
+  return preparedStatement(`session-refresh-${kind}`, `
+    WITH RECURSIVE
+    session AS (
+      UPDATE user_sessions SET last_refresh_at = now(),
+        expires_at = CASE WHEN remember_me THEN ${expiryFor('$8', '$9')} ELSE ${expiryFor('$6', '$7')} END
+      WHERE realm_id = $1 AND id = $2 AND offline = $3 AND user_id = $4
+        AND (expires_at IS NULL OR expires_at > now())
+        AND NOT EXISTS (SELECT 1 FROM users nb WHERE nb.id = user_sessions.user_id AND nb.not_before > $5::bigint)
+      RETURNING ${SESSION_COLUMNS}
+    ),
+    subject AS (
+      SELECT ${USER_COLUMNS} FROM users WHERE realm_id = $1 AND id = $4 AND enabled AND EXISTS (SELECT 1 FROM session)
+    ),${clientSession}
+    ${effectiveRoleCtes('$4')}
+    SELECT s.*,
+      (SELECT row_to_json(subject) FROM subject) AS subject,
+      ${set === undefined ? 'NULL::boolean' : 'EXISTS (SELECT 1 FROM client_session)'} AS client_session_used,
+      CASE WHEN EXISTS (SELECT 1 FROM subject) THEN (
+        SELECT coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'clientId', c.client_id) ORDER BY c.client_id NULLS FIRST, r.name), '[]')
+        FROM ${GRANTED_ROLES_FROM}
+      ) END AS roles
+    FROM session s`);
+}
+
+const SESSION_REFRESH = {
+  touch: sessionRefreshStatement('touch'),
+  rotate: sessionRefreshStatement('rotate'),
+  later: sessionRefreshStatement('later'),
+};
+
+type SessionRefreshRow = UserSession & {
+  subject: (Omit<User, 'created_at'> & { created_at: string }) | null;
+  client_session_used: boolean | null;
+  roles: EffectiveRole[] | null;
+};
+
+/** Undefined when the session is gone, expired, revoked for this token or not the user's. */
+export async function refreshUserSession(db: Db, r: SessionRefresh): Promise<RefreshedSession | undefined> {
+  const normal = r.lifespans(false);
+  const remembered = r.lifespans(true);
+  const use = r.clientSession;
+  const parameters: unknown[] = [
+    r.key.realmId, r.key.id, r.key.offline, r.userId, r.key.tokenIssuedAt,
+    normal.idle, normal.max, remembered.idle, remembered.max,
+    ...(use.kind === 'later' ? [] : [r.clientUuid]),
+    ...(use.kind === 'rotate' ? [use.jti, use.newJti, use.maxReuse] : []),
+  ];
+  const [row] = await runPrepared<SessionRefreshRow>(db, SESSION_REFRESH[use.kind], parameters);
+  if (!row) return undefined;
+  const { subject, client_session_used: clientSessionUsed, roles, ...session } = row;
+  return {
+    session,
+    subject: subject ? { user: { ...subject, created_at: new Date(subject.created_at) }, roles: roles ?? [] } : undefined,
+    clientSessionUsed: clientSessionUsed ?? undefined,
+  };
 }
 
 /** Deletes sessions past their expiry (which already includes the idle grace). */

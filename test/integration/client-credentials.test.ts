@@ -28,6 +28,7 @@ beforeAll(async () => {
         }],
       },
       { clientId: 'gateway', secret: 'gateway-secret', standardFlowEnabled: false },
+      { clientId: 'narrow', secret: 'narrow-secret', serviceAccountsEnabled: true, standardFlowEnabled: false, optionalClientScopes: [] },
       { clientId: 'spa', publicClient: true, redirectUris: ['http://localhost:3000/*'] },
     ],
     users: [{
@@ -158,6 +159,18 @@ describe('client_credentials', () => {
     const res = await postForm(`${realmUrl}/protocol/openid-connect/token`, { grant_type: 'client_credentials', scope: 'phone' }, { authorization: basicAuth('cim', secret) });
     const body = await res.json() as { scope: string };
     expect(body.scope.split(' ').sort()).toEqual(['email', 'phone', 'profile']);
+  });
+
+  it('refuses a realm scope the client does not have, and resource indicators', async () => {
+    const token = `${realmUrl}/protocol/openid-connect/token`;
+    const refused = await postForm(token, { grant_type: 'client_credentials', scope: 'phone' }, { authorization: basicAuth('narrow', 'narrow-secret') });
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toEqual({ error: 'invalid_scope', error_description: 'Invalid scopes: phone' });
+    const granted = await postForm(token, { grant_type: 'client_credentials' }, { authorization: basicAuth('narrow', 'narrow-secret') });
+    expect(granted.status).toBe(200);
+    const resource = await postForm(token, { grant_type: 'client_credentials', resource: 'https://api.example.com' }, { authorization: basicAuth('cim', secret) });
+    expect(resource.status).toBe(400);
+    expect(await resource.json()).toMatchObject({ error: 'invalid_target' });
   });
 
   it('gives a token without client roles no aud, like Keycloak', async () => {

@@ -14,7 +14,6 @@ import { matchingDevices, pendingRequiredActions } from '../../login/required-ac
 import { ACCESS_KEY_PATTERN, type AccessKeyFailure } from '../../access-keys/access-keys.ts';
 import { authenticateAccessKey } from '../../access-keys/key-lookup.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
-import { findLiveUserSession } from '../../store/sessions.ts';
 import { issueFirstTokens, startUserSession, TokenRequestError } from '../session-tokens.ts';
 
 export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope', 'totp'];
@@ -140,12 +139,10 @@ export type StartedSession = { sessionId: string; body: Record<string, unknown> 
  */
 export async function startSessionWithTokens(realm: RealmContext, s: { issuer: string; client: ClientModel; userId: string; loginUsername: string; scope: string; ipAddress: string }): Promise<StartedSession> {
   const sessionId = crypto.randomUUID();
-  await startUserSession(realm, {
+  const session = await startUserSession(realm, {
     id: sessionId, userId: s.userId, loginUsername: s.loginUsername, ipAddress: s.ipAddress, rememberMe: false,
     authTime: Math.floor(Date.now() / 1000),
   });
-  const session = await findLiveUserSession(realm.db, { realmId: realm.id, id: sessionId, offline: false });
-  if (!session) throw new Error('session vanished right after creation');
   const issued = await issueFirstTokens({
     realm, issuer: s.issuer, client: s.client, session, scope: s.scope, acr: '1', ipAddress: s.ipAddress, grantId: null,
   });

@@ -6,11 +6,12 @@ import crypto from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 
+import { isUuid } from '../../crypto/random.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
 import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans } from '../../realms/settings.ts';
-import { touchUserSession, useRefreshToken } from '../../store/sessions.ts';
+import { refreshUserSession, refuseRefreshToken, useRefreshToken } from '../../store/sessions.ts';
 import { signRefreshToken, verifyRefreshToken } from '../realm-jwt.ts';
-import { issueUserTokens, loadUserTokenSubject, refreshTokenPayload, type UserTokenRequest } from '../user-tokens.ts';
+import { issueUserTokens, refreshTokenPayload, userTokenSubjectOf, type UserTokenRequest } from '../user-tokens.ts';
 import { oauthError, type GrantEvents } from './password.ts';
 
 export const REFRESH_GRANT_PARAMETERS = ['refresh_token', 'scope'];
@@ -60,17 +61,13 @@ export async function refreshUserTokens(realm: RealmContext, record: GrantEvents
   const claims = await verifyRefreshToken(realm, issuer, presented);
   if (!claims || typeof claims.jti !== 'string' || typeof claims.sid !== 'string' || typeof claims.sub !== 'string') return fail('Invalid refresh token', 'invalid_token');
   if (claims.typ !== 'Refresh' && claims.typ !== 'Offline') return fail('Invalid refresh token', 'invalid_token');
+  if (!isUuid(claims.sub)) return fail('Invalid refresh token', 'invalid_token');
   userId = claims.sub;
   sessionId = claims.sid;
   if (claims.azp !== client.clientId) return fail("Invalid refresh token. Token client and authorized client don't match", 'invalid_token');
   if ((claims.iat ?? 0) < realm.realm.not_before) return fail('Stale token', 'invalid_token');
 
-  const offline = claims.typ === 'Offline';
-  const key = { realmId: realm.id, id: claims.sid, offline, tokenIssuedAt: claims.iat ?? 0 };
-  const session = await touchUserSession(realm.db, key, (rememberMe) => offline ? offlineSessionLifespans(realm.settings) : ssoSessionLifespans(realm.settings, rememberMe));
-  if (!session || session.user_id !== claims.sub) return fail(offline ? 'Offline user session not found' : 'Session not active', 'invalid_token');
-
-  // The requested scope may only narrow what the token holds.
+  // The requested scope may only narrow what the token holds; checked before the token is used.
   const held = String(claims.scope ?? '').split(' ').filter(Boolean);
   let scope = held.join(' ');
   if (request.scope) {
@@ -80,30 +77,49 @@ export async function refreshUserTokens(realm: RealmContext, record: GrantEvents
     scope = asked.join(' ');
   }
 
-  const data = await loadUserTokenSubject(realm, client, session.user_id, scope);
-  if (!data) return fail('User disabled', 'user_disabled');
+  const offline = claims.typ === 'Offline';
+  const key = { realmId: realm.id, id: claims.sid, offline, tokenIssuedAt: claims.iat ?? 0 };
+  const grace = refreshReuseGraceSeconds(realm.settings);
+  const rotate = realm.settings.revokeRefreshToken;
+  const newJti = crypto.randomUUID();
+  // Session, user, roles and (without a grace window) the rotation: one statement.
+  const refreshed = await refreshUserSession(realm.db, {
+    key, userId: claims.sub, clientUuid: client.id,
+    lifespans: (rememberMe) => offline ? offlineSessionLifespans(realm.settings) : ssoSessionLifespans(realm.settings, rememberMe),
+    clientSession: !rotate ? { kind: 'touch' }
+      : grace > 0 ? { kind: 'later' }
+      : { kind: 'rotate', jti: claims.jti, newJti, maxReuse: realm.settings.refreshTokenMaxReuse },
+  });
+  if (!refreshed) return fail(offline ? 'Offline user session not found' : 'Session not active', 'invalid_token');
+  const { session } = refreshed;
+  if (!refreshed.subject) return fail('User disabled', 'user_disabled');
+  const use = { key, clientUuid: client.id, jti: claims.jti, graceSeconds: grace };
+  if (refreshed.clientSessionUsed === false) {
+    const refused = rotate ? await refuseRefreshToken(realm.db, use) : { ok: false as const, reason: 'no_client_session' as const };
+    if (!refused.ok) return fail(REUSE_MESSAGES[refused.reason], 'invalid_token');
+  }
+  const data = await userTokenSubjectOf(realm, client, refreshed.subject, scope);
 
   const req: UserTokenRequest = { realm, issuer, client, session, scope, acr: '1', ipAddress };
   const now = Math.floor(Date.now() / 1000);
-  const newJti = crypto.randomUUID();
   const successorPayload = refreshTokenPayload(req, data, now, newJti);
   let successor = await signRefreshToken(realm, successorPayload);
   let successorExp = successorPayload.exp as number | undefined;
+  let repeatOf: string | undefined;
 
-  const grace = refreshReuseGraceSeconds(realm.settings);
-  const use = await useRefreshToken(realm.db, {
-    key, clientUuid: client.id, jti: claims.jti, newJti,
-    rotate: realm.settings.revokeRefreshToken, maxReuse: realm.settings.refreshTokenMaxReuse,
-    graceSeconds: grace, successorSealed: grace > 0 ? realm.box.seal(successor) : null,
-  });
-  if (!use.ok) return fail(REUSE_MESSAGES[use.reason], 'invalid_token');
-  if (use.repeatOf) {
+  if (refreshed.clientSessionUsed === undefined) {
+    // A grace window: the rotation stores the sealed successor for repeats, so it comes after signing.
+    const used = await useRefreshToken(realm.db, { ...use, newJti, rotate, maxReuse: realm.settings.refreshTokenMaxReuse, successorSealed: realm.box.seal(successor) });
+    if (!used.ok) return fail(REUSE_MESSAGES[used.reason], 'invalid_token');
+    repeatOf = used.repeatOf;
+  }
+  if (repeatOf) {
     // A repeat inside the grace window: the successor handed out the first time.
-    successor = realm.box.open(use.repeatOf);
+    successor = realm.box.open(repeatOf);
     successorExp = decodeJwt(successor).exp;
   }
 
   const issued = await issueUserTokens(req, data, { token: successor, exp: successorExp }, now);
-  record(realm, { type: 'REFRESH_TOKEN', clientId: client.clientId, userId, sessionId, ipAddress, details: { refresh_token_id: claims.jti, updated_refresh_token_id: use.repeatOf ? undefined : newJti, refresh_token_type: claims.typ } });
+  record(realm, { type: 'REFRESH_TOKEN', clientId: client.clientId, userId, sessionId, ipAddress, details: { refresh_token_id: claims.jti, updated_refresh_token_id: repeatOf ? undefined : newJti, refresh_token_type: claims.typ } });
   return issued.body;
 }
