@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 
 export const newId = (): string => crypto.randomUUID();
 
-/** Whether `value` has the form of a UUID (our ids; PostgreSQL refuses anything else in a uuid column). */
-export const isUuid = (value: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+/** The form of a UUID (our ids): PostgreSQL refuses anything else in a uuid column. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A client secret as Keycloak generates them: 32 characters of [A-Za-z0-9]. */
 export function newClientSecret(): string {

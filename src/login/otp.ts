@@ -13,7 +13,7 @@ import { sql } from 'kysely';
 import { ScureBase32Plugin, createGuardrails, generateSecret, generateSync, type HashAlgorithm } from 'otplib';
 import { z } from 'zod';
 
-import { newId } from '../crypto/random.ts';
+import { newId, UUID } from '../crypto/random.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Db } from '../store/db.ts';
 import { OTP_ALGORITHMS, type AuthenticatorSettings, type OtpAlgorithm } from './authenticator-settings.ts';
@@ -53,7 +53,6 @@ const credentialDataSchema = z.object({
 });
 
 /** A malformed id is simply no device (the columns are uuids: comparing would throw). */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const secretDataSchema = z.object({ value: z.string().min(1) });
 

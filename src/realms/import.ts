@@ -7,7 +7,7 @@ import { z } from 'zod';
 
 import { ACCESS_KEY_PATTERN } from '../access-keys/access-keys.ts';
 import { hashPassword, parseStoredPassword } from '../crypto/passwords.ts';
-import { newClientSecret, newId } from '../crypto/random.ts';
+import { newClientSecret, newId, UUID } from '../crypto/random.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
 import { PasswordPolicyError, checkPassword, formatPasswordPolicy, formatPolicyViolation, parsePasswordPolicy, type PolicyEntry } from '../login/password-policy.ts';
 import { RequiredActionsError, importedRequiredActions } from '../login/required-actions.ts';
@@ -29,7 +29,6 @@ import { parseRealmSettings } from './settings.ts';
 export class RealmExistsError extends Error {}
 export class ImportError extends Error {}
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const idOr = (id: string | undefined | null): string => (id && UUID.test(id) ? id.toLowerCase() : newId());
 
 /** Realm fields kept in their own tables although representation.ts does not list them as structural. */

@@ -360,6 +360,31 @@ describe('rotation (revokeRefreshToken)', () => {
     expect(await pollEvents('rt-rotate', sid, 'REFRESH_TOKEN')).toHaveLength(1);
   });
 
+  it('a disabled user is refused without using the token up; re-enabled, the same token refreshes', async () => {
+    const first = await passwordGrant('rt-rotate');
+    const users = () => server.store.db.updateTable('users').where('realm_id', '=', realmIds['rt-rotate']!).where('username', '=', 'alice');
+    await users().set({ enabled: false }).execute();
+    try {
+      expect(await refreshFails('rt-rotate', first.refresh_token)).toEqual({ error: 'invalid_grant', error_description: 'User disabled' });
+    } finally {
+      await users().set({ enabled: true }).execute();
+    }
+    const next = await refreshOk('rt-rotate', first.refresh_token);
+    await refreshOk('rt-rotate', next.refresh_token);
+  });
+
+  it('tokens issued before the user\'s not-before (admin user logout) are refused as a dead session', async () => {
+    const first = await passwordGrant('rt-rotate');
+    const issuedAt = decodeJwt(first.refresh_token).iat!;
+    await server.store.db.updateTable('users').set({ not_before: issuedAt + 1 })
+      .where('realm_id', '=', realmIds['rt-rotate']!).where('username', '=', 'alice').execute();
+    try {
+      expect(await refreshFails('rt-rotate', first.refresh_token)).toEqual({ error: 'invalid_grant', error_description: 'Session not active' });
+    } finally {
+      await server.store.db.updateTable('users').set({ not_before: 0 }).where('realm_id', '=', realmIds['rt-rotate']!).where('username', '=', 'alice').execute();
+    }
+  });
+
   it('maxReuse 0: a chain of successors works, each used once', async () => {
     let current = (await passwordGrant('rt-rotate')).refresh_token;
     for (let i = 0; i < 4; i++) current = (await refreshOk('rt-rotate', current)).refresh_token;

@@ -8,6 +8,7 @@
 import { ResultCodeError } from 'ldapts';
 
 import { burnVerify, parseStoredPassword, verifyPassword } from '../../crypto/passwords.ts';
+import { UUID } from '../../crypto/random.ts';
 import type { RealmContext } from '../../realms/context.ts';
 import { argon2Params } from '../../realms/settings.ts';
 import type { User } from '../../store/schema.ts';
@@ -35,7 +36,6 @@ export type LdapPasswordCheck =
   /** The federation link names no LDAP provider of the realm: the local password applies. */
   | { outcome: 'not_ldap' };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Imports the user a login (username, or e-mail when the realm allows it) names in the first

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 
-import { isUuid } from '../../crypto/random.ts';
+import { UUID } from '../../crypto/random.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
 import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans } from '../../realms/settings.ts';
 import { refreshUserSession, refuseRefreshToken, useRefreshToken } from '../../store/sessions.ts';
@@ -61,7 +61,7 @@ export async function refreshUserTokens(realm: RealmContext, record: GrantEvents
   const claims = await verifyRefreshToken(realm, issuer, presented);
   if (!claims || typeof claims.jti !== 'string' || typeof claims.sid !== 'string' || typeof claims.sub !== 'string') return fail('Invalid refresh token', 'invalid_token');
   if (claims.typ !== 'Refresh' && claims.typ !== 'Offline') return fail('Invalid refresh token', 'invalid_token');
-  if (!isUuid(claims.sub)) return fail('Invalid refresh token', 'invalid_token');
+  if (!UUID.test(claims.sub)) return fail('Invalid refresh token', 'invalid_token');
   userId = claims.sub;
   sessionId = claims.sid;
   if (claims.azp !== client.clientId) return fail("Invalid refresh token. Token client and authorized client don't match", 'invalid_token');
