@@ -162,7 +162,6 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
       return model ? clientAllowsOrigin(model, origin) : false;
     },
     ttl: {
-      ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? realm.settings.accessTokenLifespan,
       AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? realm.settings.accessTokenLifespan,
       AuthorizationCode: realm.settings.accessCodeLifespan || 60,
       // Only the (discarded) ID token of a code exchange or an implicit response uses this.
