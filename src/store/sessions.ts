@@ -131,8 +131,7 @@ export type RefreshUse = {
   /** jti of the presented refresh token and of the one about to be issued. */
   jti: string;
   newJti: string;
-  /** Realm revokeRefreshToken / refreshTokenMaxReuse / Cloakroom's grace window in seconds. */
-  rotate: boolean;
+  /** Realm refreshTokenMaxReuse / Cloakroom's grace window in seconds. */
   maxReuse: number;
   graceSeconds: number;
   /** The successor token, sealed, kept for repeats inside the grace window. */
@@ -144,45 +143,39 @@ export type RefreshUseResult =
   | { ok: false; reason: 'no_client_session' | 'stale_token' | 'reuse_exceeded' };
 
 /**
- * Records one use of a refresh token, atomically (concurrent uses serialize on the row lock and
- * re-check the conditions). With rotation (Keycloak's algorithm): the current token may be used
- * 1 + maxReuse times; the newest issued token becomes current on its first use; any other token
- * is stale. A failed use ends the client session (Keycloak detaches it), except a repeat of the
- * last rotated token inside the grace window, which gets the same successor back.
+ * Keycloak's rotation as SQL over the client session row, for the parameters holding the
+ * presented jti, the new jti, refreshTokenMaxReuse and the sealed successor: the current token may
+ * be used 1 + maxReuse times; the newest issued token becomes current on its first use; any other
+ * token is stale. Concurrent uses serialize on the row lock and re-check the condition.
+ */
+const rotationSet = (jti: string, newJti: string, sealed: string) => `refresh_use_count = CASE WHEN current_refresh_jti = ${jti} THEN refresh_use_count + 1 ELSE 1 END,
+        current_refresh_jti = ${jti}, latest_refresh_jti = ${newJti}, rotated_from_jti = ${jti}, rotated_at = now(),
+        successor_sealed = ${sealed}, last_refresh_at = now()`;
+const rotationCondition = (jti: string, maxReuse: string) => `((current_refresh_jti = ${jti} AND refresh_use_count <= ${maxReuse}::int)
+        OR (current_refresh_jti IS DISTINCT FROM ${jti} AND latest_refresh_jti = ${jti}))`;
+
+const ROTATE_WITH_SUCCESSOR = preparedStatement('client-session-rotate', `
+  UPDATE client_sessions SET ${rotationSet('$5', '$6', '$8')}
+  WHERE realm_id = $1 AND user_session_id = $2 AND offline = $3 AND client_id = $4 AND ${rotationCondition('$5', '$7')}
+  RETURNING client_id`);
+
+/**
+ * One rotated use of a refresh token that keeps the sealed successor for the grace window (the
+ * refresh statement rotates without it). A failed use goes on to refuseRefreshToken.
  */
 export async function useRefreshToken(db: Db, use: RefreshUse): Promise<RefreshUseResult> {
   const { key } = use;
-  const row = () => db.updateTable('client_sessions')
-    .where('realm_id', '=', key.realmId).where('user_session_id', '=', key.id).where('offline', '=', key.offline)
-    .where('client_id', '=', use.clientUuid);
-
-  if (!use.rotate) {
-    const touched = await row().set({ last_refresh_at: sql`now()` as never }).returning('client_id').executeTakeFirst();
-    return touched ? { ok: true } : { ok: false, reason: 'no_client_session' };
-  }
-
-  const rotated = await row()
-    .set({
-      refresh_use_count: sql`CASE WHEN current_refresh_jti = ${use.jti} THEN refresh_use_count + 1 ELSE 1 END` as never,
-      current_refresh_jti: use.jti,
-      latest_refresh_jti: use.newJti,
-      rotated_from_jti: use.jti,
-      rotated_at: sql`now()` as never,
-      successor_sealed: use.graceSeconds > 0 ? use.successorSealed : null,
-      last_refresh_at: sql`now()` as never,
-    })
-    .where((eb) => eb.or([
-      eb.and([eb('current_refresh_jti', '=', use.jti), eb('refresh_use_count', '<=', use.maxReuse)]),
-      eb.and([eb('current_refresh_jti', 'is distinct from', use.jti), eb('latest_refresh_jti', '=', use.jti)]),
-    ]))
-    .returning('client_id').executeTakeFirst();
-  if (rotated) return { ok: true };
+  const rotated = await runPrepared(db, ROTATE_WITH_SUCCESSOR, [
+    key.realmId, key.id, key.offline, use.clientUuid, use.jti, use.newJti, use.maxReuse, use.successorSealed,
+  ]);
+  if (rotated.length > 0) return { ok: true };
   return refuseRefreshToken(db, use);
 }
 
 /**
- * A rotated refresh token that failed its use: a repeat inside the grace window gets the sealed
- * successor; anything else ends the client session and says why.
+ * A rotated refresh token that failed its use: a repeat of the last rotated token inside the grace
+ * window gets the sealed successor; anything else ends the client session (Keycloak detaches it)
+ * and says why.
  */
 export async function refuseRefreshToken(db: Db, use: Pick<RefreshUse, 'key' | 'clientUuid' | 'jti' | 'graceSeconds'>): Promise<RefreshUseResult> {
   const { key } = use;
@@ -243,15 +236,12 @@ const expiryFor = (idle: string, max: string) =>
 
 const CLIENT_SESSION_SET: Record<RefreshClientSessionUse['kind'], string | undefined> = {
   touch: 'SET last_refresh_at = now()',
-  rotate: `SET refresh_use_count = CASE WHEN current_refresh_jti = $11 THEN refresh_use_count + 1 ELSE 1 END,
-        current_refresh_jti = $11, latest_refresh_jti = $12, rotated_from_jti = $11, rotated_at = now(),
-        successor_sealed = NULL, last_refresh_at = now()`,
+  rotate: `SET ${rotationSet('$11', '$12', 'NULL')}`,
   later: undefined,
 };
 const CLIENT_SESSION_CONDITION: Record<RefreshClientSessionUse['kind'], string> = {
   touch: '',
-  rotate: `AND ((current_refresh_jti = $11 AND refresh_use_count <= $13::int)
-        OR (current_refresh_jti IS DISTINCT FROM $11 AND latest_refresh_jti = $11))`,
+  rotate: `AND ${rotationCondition('$11', '$13')}`,
   later: '',
 };
 

@@ -26,6 +26,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { AddressInUse, watchPeer } from './peer-process.ts';
+
 export const SIMPLESAMLPHP_DIR = process.env.SIMPLESAMLPHP_DIR || '/usr/share/simplesamlphp';
 const PHP = process.env.PHP_PATH || 'php';
 
@@ -381,7 +383,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-class AddressInUse extends Error {}
 
 /** Spawns php -S in its own process group and waits until the IdP metadata answers. */
 async function launch(dir: string, port: number, metadataUrl: string): Promise<Running> {
@@ -396,16 +397,11 @@ async function launch(dir: string, port: number, metadataUrl: string): Promise<R
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, SIMPLESAMLPHP_CONFIG_DIR: path.join(dir, 'config'), PHP_CLI_SERVER_WORKERS: '4' },
   });
-  let log = '';
-  child.stderr?.on('data', (chunk: Buffer) => { log = (log + chunk.toString('utf8')).slice(-8_000); });
-  let exitCode: number | null | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.on('exit', (code, signal) => { exitCode = code ?? (signal ? -1 : null); resolve(); });
-    child.on('error', (error) => { log += `\n${error.message}`; exitCode = -1; resolve(); });
-  });
+  const peer = watchPeer(child);
+  const { exited } = peer;
   if (child.pid === undefined) {
     await exited;
-    throw new Error(`could not start ${PHP} -S: ${log.trim()}`);
+    throw new Error(`could not start ${PHP} -S: ${peer.log().trim()}`);
   }
   const pgid = child.pid;
   const watchdog = spawn('sh', ['-c', WATCHDOG, 'simplesamlphp-watchdog', String(pgid), dir], { stdio: ['pipe', 'ignore', 'ignore'] });
@@ -416,10 +412,10 @@ async function launch(dir: string, port: number, metadataUrl: string): Promise<R
 
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (exitCode !== undefined) {
+    if (peer.exitCode() !== undefined) {
       await stopGroup(running);
-      if (/Address already in use/i.test(log)) throw new AddressInUse(log);
-      throw new Error(`php -S exited (${exitCode}) before serving SimpleSAMLphp:\n${log.trim()}`);
+      if (/Address already in use/i.test(peer.log())) throw new AddressInUse(peer.log());
+      throw new Error(`php -S exited (${peer.exitCode()}) before serving SimpleSAMLphp:\n${peer.log().trim()}`);
     }
     let answer: { status: number; body: string } | undefined;
     try {
@@ -433,11 +429,11 @@ async function launch(dir: string, port: number, metadataUrl: string): Promise<R
       // A configuration problem: SimpleSAMLphp shows its error page (with status 200 under php -S).
       await stopGroup(running);
       const sspLog = await readFile(path.join(dir, 'log', 'simplesamlphp.log'), 'utf8').catch(() => '');
-      throw new Error(`SimpleSAMLphp metadata answered ${answer.status} without IdP metadata:\n${answer.body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 2_000)}\n${sspLog.slice(-2_000)}\n${log.trim()}`);
+      throw new Error(`SimpleSAMLphp metadata answered ${answer.status} without IdP metadata:\n${answer.body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 2_000)}\n${sspLog.slice(-2_000)}\n${peer.log().trim()}`);
     }
     if (Date.now() > deadline) {
       await stopGroup(running);
-      throw new Error(`SimpleSAMLphp did not answer on port ${port} within 15 s:\n${log.trim()}`);
+      throw new Error(`SimpleSAMLphp did not answer on port ${port} within 15 s:\n${peer.log().trim()}`);
     }
     await Promise.race([sleep(25), exited]);
   }

@@ -15,6 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Client, InvalidCredentialsError, type Entry } from 'ldapts';
 
+import { AddressInUse, watchPeer } from './peer-process.ts';
+
 export const SLAPD_PATH = process.env.SLAPD_PATH || '/usr/sbin/slapd';
 const SCHEMA_DIR = process.env.SLAPD_SCHEMA_DIR || '/etc/ldap/schema';
 const MODULE_DIR = process.env.SLAPD_MODULE_DIR || '/usr/lib/ldap';
@@ -480,20 +482,14 @@ async function adminClient<T>(url: string, password: string, fn: (client: Client
   }
 }
 
-class AddressInUse extends Error {}
 
 /** Spawns slapd and waits until the admin can bind; AddressInUse when a port was taken. */
 async function launch(dir: string, port: number, ldapsPort: number, adminPassword: string): Promise<Running> {
   const urls = [`ldap://127.0.0.1:${port}/`, ...(ldapsPort ? [`ldaps://127.0.0.1:${ldapsPort}/`] : [])].join(' ');
   // -d keeps slapd in the foreground (its PID is the child's); level "none" logs only errors.
   const child = spawn(SLAPD_PATH, ['-d', 'none', '-f', path.join(dir, 'slapd.conf'), '-h', urls], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr?.on('data', (chunk: Buffer) => { log = (log + chunk.toString('utf8')).slice(-8_000); });
-  let exitCode: number | null | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.on('exit', (code, signal) => { exitCode = code ?? (signal ? -1 : null); resolve(); });
-    child.on('error', (error) => { log += `\n${error.message}`; exitCode = -1; resolve(); });
-  });
+  const peer = watchPeer(child);
+  const { exited } = peer;
   const watchdog = spawn('sh', ['-c', WATCHDOG, 'slapd-watchdog', String(child.pid ?? 0), dir], { stdio: ['pipe', 'ignore', 'ignore'] });
   watchdog.on('error', () => { /* without sh, only the exit handler cleans up */ });
   watchdog.stdin?.on('error', () => {});
@@ -502,9 +498,9 @@ async function launch(dir: string, port: number, ldapsPort: number, adminPasswor
 
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (exitCode !== undefined) {
-      if (/errno=98|Address already in use/.test(log)) throw new AddressInUse(log);
-      throw new Error(`slapd exited (${exitCode}) before answering:\n${log.trim()}`);
+    if (peer.exitCode() !== undefined) {
+      if (/errno=98|Address already in use/.test(peer.log())) throw new AddressInUse(peer.log());
+      throw new Error(`slapd exited (${peer.exitCode()}) before answering:\n${peer.log().trim()}`);
     }
     try {
       await adminClient(`ldap://127.0.0.1:${port}`, adminPassword, async () => {});
@@ -513,7 +509,7 @@ async function launch(dir: string, port: number, ldapsPort: number, adminPasswor
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
         await exited;
-        throw new Error(`slapd did not answer on port ${port} within 15 s:\n${log.trim()}`);
+        throw new Error(`slapd did not answer on port ${port} within 15 s:\n${peer.log().trim()}`);
       }
       await Promise.race([sleep(25), exited]);
     }

@@ -109,7 +109,7 @@ export async function refreshUserTokens(realm: RealmContext, record: GrantEvents
 
   if (refreshed.clientSessionUsed === undefined) {
     // A grace window: the rotation stores the sealed successor for repeats, so it comes after signing.
-    const used = await useRefreshToken(realm.db, { ...use, newJti, rotate, maxReuse: realm.settings.refreshTokenMaxReuse, successorSealed: realm.box.seal(successor) });
+    const used = await useRefreshToken(realm.db, { ...use, newJti, maxReuse: realm.settings.refreshTokenMaxReuse, successorSealed: realm.box.seal(successor) });
     if (!used.ok) return fail(REUSE_MESSAGES[used.reason], 'invalid_token');
     repeatOf = used.repeatOf;
   }
