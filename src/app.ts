@@ -2,6 +2,7 @@
 // handed to the realm's oidc-provider; the few Keycloak endpoints it does not have (or answers
 // differently) are served here.
 import crypto from 'node:crypto';
+import querystring from 'node:querystring';
 
 import Koa, { type Context } from 'koa';
 
@@ -27,10 +28,11 @@ import type { Metrics } from './observability/metrics.ts';
 import { introspect, type ProtocolResult } from './oidc/introspection.ts';
 import { clientAllowsOrigin } from './oidc/client-policy.ts';
 import { keepOfflineAccess, PROTOCOL_ROUTES } from './oidc/provider.ts';
+import { answerDirectTokenRequest, directTokenRequest } from './oidc/token-endpoint.ts';
 import type { RealmContext } from './realms/context.ts';
 import type { RealmRegistry } from './realms/registry.ts';
-import { readForm, BodyError } from './http/body.ts';
-import { forwardedClient, publicOrigin, BadOriginError } from './http/origin.ts';
+import { BodyError, FORM_LIMIT, readBytes, readForm, replayRequest } from './http/body.ts';
+import { clientAddress, forwardedClient, publicOrigin, BadOriginError } from './http/origin.ts';
 import type { Store } from './store/db.ts';
 
 export type AppServices = {
@@ -116,6 +118,8 @@ export function createApp(services: AppServices): Koa {
     const requestId = /^[\w.\-]{1,64}$/.test(incoming) ? incoming : crypto.randomUUID();
     ctx.state.requestId = requestId;
     ctx.state.route = 'unmatched';
+    // ctx.ip for every handler here: the proxy's client address only when proxy headers are trusted.
+    ctx.request.ip = clientAddress(ctx, config);
     ctx.set('X-Request-Id', requestId);
     try {
       await next();
@@ -266,10 +270,23 @@ export function createApp(services: AppServices): Koa {
       return dispatchToProvider(ctx, realm, issuer, origin, rest);
     }
     if (rest === PROTOCOL_ROUTES.token && ctx.method === 'POST') {
-      // Access keys as client credentials are answered here; every other request goes on.
-      const outcome = await accessKeyTokens.tokenEndpoint(ctx, realm, issuer);
-      if (outcome.handled) return;
-      return dispatchToProvider(ctx, realm, issuer, origin, rest, outcome.request);
+      // oidc-provider answers bodies that are no form (as Keycloak would: invalid_request).
+      if (!ctx.is('application/x-www-form-urlencoded')) return dispatchToProvider(ctx, realm, issuer, origin, rest);
+      let raw: Buffer;
+      try {
+        raw = await readBytes(ctx.req, FORM_LIMIT);
+      } catch (error) {
+        if (!(error instanceof BodyError)) throw error;
+        // oidc-provider's answer to a body over its limit.
+        return oauthError(ctx, 400, 'invalid_request', 'failed to parse the request body');
+      }
+      // Access keys as client credentials, then the hot path of src/oidc/token-endpoint.ts; the rest
+      // goes to oidc-provider with the body replayed.
+      if (await accessKeyTokens.tokenEndpoint(ctx, realm, issuer, raw)) return;
+      const authorization = ctx.get('authorization') || undefined;
+      const direct = await directTokenRequest(realm, issuer, ctx.ip, { authorization, origin: ctx.get('origin') || undefined }, querystring.parse(raw.toString('utf8')));
+      if (direct) return sendResult(ctx, await answerDirectTokenRequest(realm, registry.hooks, direct, authorization));
+      return dispatchToProvider(ctx, realm, issuer, origin, rest, replayRequest(ctx.req, raw));
     }
     if (rest === LEGACY_ACCESS_KEY_ROUTE) {
       ctx.state.route = `/realms/:realm${LEGACY_ACCESS_KEY_ROUTE}`;

@@ -6,14 +6,13 @@
 //   session for the realm's legacy client and also refreshes its tokens.
 // (The third way, CXone's password form, is the password grant: src/oidc/grants/password.ts.)
 import crypto from 'node:crypto';
-import http from 'node:http';
 import querystring from 'node:querystring';
 
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 
 import type { LoginEvent } from '../events/events.ts';
-import { BodyError, FORM_LIMIT, parseForm, readBytes, readForm, readJson } from '../http/body.ts';
+import { BodyError, parseForm, readForm, readJson } from '../http/body.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { accessTokenLifespan } from '../oidc/client-policy.ts';
@@ -85,27 +84,6 @@ function basicClientId(authorization: string): string | undefined {
   }
 }
 
-/**
- * A stand-in for a request whose body was already read: the same socket, method, URL and headers,
- * replaying the body, so oidc-provider parses it exactly as it would have.
- */
-function replayRequest(req: http.IncomingMessage, body: Buffer): http.IncomingMessage {
-  const replay = new http.IncomingMessage(req.socket);
-  replay.method = req.method!;
-  replay.url = req.url!;
-  replay.headers = req.headers;
-  replay.rawHeaders = req.rawHeaders;
-  replay.httpVersion = req.httpVersion;
-  replay.httpVersionMajor = req.httpVersionMajor;
-  replay.httpVersionMinor = req.httpVersionMinor;
-  replay.complete = true;
-  if (body.length > 0) replay.push(body);
-  replay.push(null);
-  return replay;
-}
-
-export type TokenEndpointOutcome = { handled: true } | { handled: false; request?: http.IncomingMessage };
-
 export class AccessKeyTokens {
   readonly #services: AccessKeyTokenServices;
 
@@ -115,50 +93,24 @@ export class AccessKeyTokens {
   }
 
   /**
-   * POST to the token endpoint: answers client_credentials requests whose client id is an access
-   * key id (the shape, and no registered client of that id). Anything else goes to oidc-provider
-   * untouched: decided from the Basic header when there is one; otherwise the form is read and,
-   * when it is not ours, handed on as `request` (a replay of the body).
+   * POST to the token endpoint (its raw form body): answers client_credentials requests whose
+   * client id is an access key id (the shape, and no registered client of that id), decided from
+   * the Basic header when there is one, else from the form's client_id. False: not a key request.
    */
-  async tokenEndpoint(ctx: Context, realm: RealmContext, issuer: string): Promise<TokenEndpointOutcome> {
-    const authorization = ctx.get('authorization');
-    if (authorization) {
-      const clientId = basicClientId(authorization);
-      if (clientId === undefined || !(await this.#isKeyId(realm, clientId))) return { handled: false };
-      let form: Record<string, unknown>;
-      try {
-        form = await readForm(ctx);
-      } catch (error) {
-        if (!(error instanceof BodyError)) throw error;
-        send(ctx, oauthError(error.status, 'invalid_request', error.message));
-        return { handled: true };
-      }
-      await this.#clientCredentials(ctx, realm, issuer, authorization, form);
-      return { handled: true };
-    }
-    if (!ctx.is('application/x-www-form-urlencoded')) return { handled: false };
-
-    let raw: Buffer;
-    try {
-      raw = await readBytes(ctx.req, FORM_LIMIT);
-    } catch (error) {
-      if (!(error instanceof BodyError)) throw error;
-      // oidc-provider's answer to a body over its limit.
-      send(ctx, oauthError(400, 'invalid_request', 'failed to parse the request body'));
-      return { handled: true };
-    }
-    const clientId = querystring.parse(raw.toString('utf8')).client_id;
-    if (typeof clientId !== 'string' || !(await this.#isKeyId(realm, clientId))) return { handled: false, request: replayRequest(ctx.req, raw) };
+  async tokenEndpoint(ctx: Context, realm: RealmContext, issuer: string, raw: Buffer): Promise<boolean> {
+    const authorization = ctx.get('authorization') || undefined;
+    const clientId = authorization !== undefined ? basicClientId(authorization) : querystring.parse(raw.toString('utf8')).client_id;
+    if (typeof clientId !== 'string' || !(await this.#isKeyId(realm, clientId))) return false;
     let form: Record<string, unknown>;
     try {
       form = parseForm(raw);
     } catch (error) {
       if (!(error instanceof BodyError)) throw error;
       send(ctx, oauthError(error.status, 'invalid_request', error.message));
-      return { handled: true };
+      return true;
     }
-    await this.#clientCredentials(ctx, realm, issuer, undefined, form);
-    return { handled: true };
+    await this.#clientCredentials(ctx, realm, issuer, authorization, form);
+    return true;
   }
 
   /** A key id is the shape of one and no client of the realm has it as clientId. */

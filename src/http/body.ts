@@ -1,6 +1,6 @@
 // Request bodies (form, JSON, text) for the endpoints Cloakroom serves itself (oidc-provider
 // parses its own).
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
 import querystring from 'node:querystring';
 
 import type { Context } from 'koa';
@@ -62,4 +62,23 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
 /** A text/plain body (Keycloak takes a few values that way, e.g. a credential's label). */
 export async function readText(ctx: Context, limit: number): Promise<string> {
   return (await readBytes(ctx.req, limit)).toString('utf8');
+}
+
+/**
+ * A stand-in for a request whose body was already read: the same socket, method, URL and headers,
+ * replaying the body, so oidc-provider parses it exactly as it would have.
+ */
+export function replayRequest(req: IncomingMessage, body: Buffer): IncomingMessage {
+  const replay = new IncomingMessage(req.socket);
+  replay.method = req.method!;
+  replay.url = req.url!;
+  replay.headers = req.headers;
+  replay.rawHeaders = req.rawHeaders;
+  replay.httpVersion = req.httpVersion;
+  replay.httpVersionMajor = req.httpVersionMajor;
+  replay.httpVersionMinor = req.httpVersionMinor;
+  replay.complete = true;
+  if (body.length > 0) replay.push(body);
+  replay.push(null);
+  return replay;
 }

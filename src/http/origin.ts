@@ -40,6 +40,18 @@ export function forwardedClient(header: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The client's address: from the proxy's header when KC_PROXY_HEADERS says to trust one
+ * (`Forwarded: for=`, or the first X-Forwarded-For entry), else the peer's. Everything Cloakroom
+ * serves itself and oidc-provider (see dispatchToProvider in app.ts) see the same address.
+ */
+export function clientAddress(ctx: Context, config: Config): string {
+  const peer = ctx.req.socket.remoteAddress ?? '';
+  if (config.proxyHeaders === 'forwarded') return forwardedClient(ctx.get('forwarded')) || peer;
+  if (config.proxyHeaders === 'xforwarded') return firstValue(ctx.get('x-forwarded-for')) || peer;
+  return peer;
+}
+
 export function publicOrigin(ctx: Context, config: Config): string {
   if (config.hostname) return config.hostname;
   let proto: string = ctx.protocol;

@@ -15,6 +15,7 @@ import { passwordGrant, PASSWORD_GRANT_PARAMETERS, oauthError } from './grants/p
 import { refreshTokenGrant, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
 import { TOKEN_EXCHANGE_DUPES, TOKEN_EXCHANGE_GRANT, TOKEN_EXCHANGE_PARAMETERS, tokenExchangeGrant } from './grants/token-exchange.ts';
 import { TokenRequestError } from './session-tokens.ts';
+import { keycloakTokenResponse } from './token-endpoint.ts';
 import { interactionPolicyFor, loadExistingGrantFor } from './sso-session.ts';
 import { SESSION_COOKIE } from '../login/session-iframe.ts';
 
@@ -261,15 +262,7 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     }
     if (ctx.oidc?.route === 'token' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
       const body = ctx.body as Record<string, unknown>;
-      if ('access_token' in body) {
-        ctx.body = {
-          access_token: body.access_token,
-          expires_in: body.expires_in,
-          refresh_expires_in: body.refresh_expires_in ?? 0,
-          ...body,
-          'not-before-policy': realm.realm.not_before,
-        };
-      }
+      if ('access_token' in body) ctx.body = keycloakTokenResponse(realm, body);
     }
   });
 

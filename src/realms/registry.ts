@@ -32,6 +32,11 @@ export class RealmRegistry {
     this.#capacity = capacity;
   }
 
+  /** What the Providers report to (events, metrics, errors); the token hot path reports there too. */
+  get hooks(): ProviderHooks {
+    return this.#hooks;
+  }
+
   /** Subscribes to change notifications from every instance on the database. */
   async start(): Promise<void> {
     await this.#store.listen(REALM_CHANGED_CHANNEL, (realmId) => this.#evict(realmId));

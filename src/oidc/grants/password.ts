@@ -14,6 +14,7 @@ import { matchingDevices, pendingRequiredActions } from '../../login/required-ac
 import { ACCESS_KEY_PATTERN, type AccessKeyFailure } from '../../access-keys/access-keys.ts';
 import { authenticateAccessKey } from '../../access-keys/key-lookup.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
+import { grantRequestOf, type GrantRequest } from './grant-request.ts';
 import { issueFirstTokens, startUserSession, TokenRequestError } from '../session-tokens.ts';
 
 export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope', 'totp'];
@@ -29,74 +30,77 @@ export function oauthError(error: string, description: string, status = 400): er
 
 export function passwordGrant(realm: RealmContext, record: GrantEvents) {
   return async function passwordGrantHandler(ctx: KoaContextWithOIDC): Promise<void> {
-    const params = ctx.oidc.params as Record<string, string | undefined>;
-    const client = await realm.client(ctx.oidc.client!.clientId);
-    if (!client) throw new errors.InvalidClient('client not found');
-    const base = { clientId: client.clientId, ipAddress: ctx.ip };
-    const username = params.username ?? '';
-    if (username === '') throw new errors.InvalidRequest('Missing parameter: username');
-    const password = params.password ?? '';
+    ctx.body = await passwordTokens(realm, record, await grantRequestOf(realm, ctx));
+  };
+}
 
-    let user: { id: string };
-    let loginUsername = username;
-    let details: Record<string, unknown>;
-    if (ACCESS_KEY_PATTERN.test(username)) {
-      // CXone's form: an access key id and secret in place of username and password (usernames
-      // are lower case, so no username has this shape). No argon2: the key's digest is checked.
-      const result = await authenticateAccessKey(realm, username, password);
-      details = { auth_method: 'openid-connect', grant_type: 'password', username: result.key?.username ?? username, access_key_id: username };
-      if (!result.ok) {
-        record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.key?.userId, error: PASSWORD_FORM_ERRORS[result.failure], details });
-        if (result.failure === 'user_disabled') throw oauthError('invalid_grant', 'Account disabled');
+/** The token response of a password grant (a new user session), or an OAuth error thrown. */
+export async function passwordTokens(realm: RealmContext, record: GrantEvents, request: GrantRequest): Promise<Record<string, unknown>> {
+  const { client, params, ipAddress } = request;
+  const base = { clientId: client.clientId, ipAddress };
+  const username = params.username ?? '';
+  if (username === '') throw new errors.InvalidRequest('Missing parameter: username');
+  const password = params.password ?? '';
+
+  let user: { id: string };
+  let loginUsername = username;
+  let details: Record<string, unknown>;
+  if (ACCESS_KEY_PATTERN.test(username)) {
+    // CXone's form: an access key id and secret in place of username and password (usernames
+    // are lower case, so no username has this shape). No argon2: the key's digest is checked.
+    const result = await authenticateAccessKey(realm, username, password);
+    details = { auth_method: 'openid-connect', grant_type: 'password', username: result.key?.username ?? username, access_key_id: username };
+    if (!result.ok) {
+      record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.key?.userId, error: PASSWORD_FORM_ERRORS[result.failure], details });
+      if (result.failure === 'user_disabled') throw oauthError('invalid_grant', 'Account disabled');
+      throw oauthError('invalid_grant', 'Invalid user credentials', 401);
+    }
+    user = { id: result.key.userId };
+    loginUsername = result.key.username;
+  } else {
+    // Failures are cleared only after the OTP too, so code guesses count towards a lockout.
+    const result = await authenticatePassword(realm, username, password, ipAddress, { clearFailuresOnSuccess: false });
+    details = { auth_method: 'openid-connect', grant_type: 'password', username };
+    if (!result.ok) {
+      record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user?.id, error: result.error, details });
+      if (result.lockoutEvent) record(realm, { ...result.lockoutEvent, ...base });
+      throw passwordFailure(result);
+    }
+    const { authenticator } = result;
+    // Keycloak's direct grant asks for `totp` from users with an OTP device (here: one the
+    // authenticator accepts); a missing or wrong code is a failed login like a wrong password.
+    const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, result.user.id), authenticator) : [];
+    if (devices.length > 0) {
+      const code = (params.totp ?? '').replace(/\s+/g, '');
+      const verified = code ? await verifyOtp(realm.db, realm.box, { userId: result.user.id, code, settings: authenticator.settings }) : { ok: false as const };
+      if (!verified.ok || !devices.some((d) => d.id === verified.credentialId)) {
+        record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user.id, error: code ? 'invalid_totp' : 'invalid_user_credentials', details });
+        const event = lockoutEvent(result.user.id, ipAddress, await recordLoginFailure(realm.db, realm.id, result.user, authenticator.settings, ipAddress));
+        if (event) record(realm, { ...event, ...base });
         throw oauthError('invalid_grant', 'Invalid user credentials', 401);
       }
-      user = { id: result.key.userId };
-      loginUsername = result.key.username;
-    } else {
-      // Failures are cleared only after the OTP too, so code guesses count towards a lockout.
-      const result = await authenticatePassword(realm, username, password, ctx.ip, { clearFailuresOnSuccess: false });
-      details = { auth_method: 'openid-connect', grant_type: 'password', username };
-      if (!result.ok) {
-        record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user?.id, error: result.error, details });
-        if (result.lockoutEvent) record(realm, { ...result.lockoutEvent, ...base });
-        throw passwordFailure(result);
-      }
-      const { authenticator } = result;
-      // Keycloak's direct grant asks for `totp` from users with an OTP device (here: one the
-      // authenticator accepts); a missing or wrong code is a failed login like a wrong password.
-      const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, result.user.id), authenticator) : [];
-      if (devices.length > 0) {
-        const code = (params.totp ?? '').replace(/\s+/g, '');
-        const verified = code ? await verifyOtp(realm.db, realm.box, { userId: result.user.id, code, settings: authenticator.settings }) : { ok: false as const };
-        if (!verified.ok || !devices.some((d) => d.id === verified.credentialId)) {
-          record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user.id, error: code ? 'invalid_totp' : 'invalid_user_credentials', details });
-          const event = lockoutEvent(result.user.id, ctx.ip, await recordLoginFailure(realm.db, realm.id, result.user, authenticator.settings, ctx.ip));
-          if (event) record(realm, { ...event, ...base });
-          throw oauthError('invalid_grant', 'Invalid user credentials', 401);
-        }
-      }
-      await recordLoginSuccess(realm.db, realm.id, result.user.id, authenticator.settings);
-      // Required actions (an expired password, MFA without a device...) need the browser pages.
-      if ((await pendingRequiredActions(realm, result.user, authenticator)).length > 0) {
-        record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user.id, error: 'resolve_required_actions', details });
-        throw oauthError('invalid_grant', 'Account is not fully set up');
-      }
-      user = result.user;
     }
+    await recordLoginSuccess(realm.db, realm.id, result.user.id, authenticator.settings);
+    // Required actions (an expired password, MFA without a device...) need the browser pages.
+    if ((await pendingRequiredActions(realm, result.user, authenticator)).length > 0) {
+      record(realm, { ...base, type: 'LOGIN_ERROR', userId: result.user.id, error: 'resolve_required_actions', details });
+      throw oauthError('invalid_grant', 'Account is not fully set up');
+    }
+    user = result.user;
+  }
 
-    let started: StartedSession;
-    try {
-      started = await startSessionWithTokens(realm, {
-        issuer: ctx.oidc.issuer, client, userId: user.id, loginUsername,
-        scope: params.scope ?? '', ipAddress: ctx.ip,
-      });
-    } catch (error) {
-      if (error instanceof TokenRequestError) throw oauthError(error.error, error.message, error.status);
-      throw error;
-    }
-    ctx.body = started.body;
-    record(realm, { ...base, type: 'LOGIN', userId: user.id, sessionId: started.sessionId, details });
-  };
+  let started: StartedSession;
+  try {
+    started = await startSessionWithTokens(realm, {
+      issuer: request.issuer, client, userId: user.id, loginUsername,
+      scope: params.scope ?? '', ipAddress,
+    });
+  } catch (error) {
+    if (error instanceof TokenRequestError) throw oauthError(error.error, error.message, error.status);
+    throw error;
+  }
+  record(realm, { ...base, type: 'LOGIN', userId: user.id, sessionId: started.sessionId, details });
+  return started.body;
 }
 
 /**

@@ -12,6 +12,7 @@ import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans 
 import { refreshUserSession, refuseRefreshToken, useRefreshToken } from '../../store/sessions.ts';
 import { signRefreshToken, verifyRefreshToken } from '../realm-jwt.ts';
 import { issueUserTokens, refreshTokenPayload, userTokenSubjectOf, type UserTokenRequest } from '../user-tokens.ts';
+import { grantRequestOf } from './grant-request.ts';
 import { oauthError, type GrantEvents } from './password.ts';
 
 export const REFRESH_GRANT_PARAMETERS = ['refresh_token', 'scope'];
@@ -24,12 +25,8 @@ const REUSE_MESSAGES = {
 
 export function refreshTokenGrant(realm: RealmContext, record: GrantEvents) {
   return async function refreshTokenGrantHandler(ctx: KoaContextWithOIDC): Promise<void> {
-    const params = ctx.oidc.params as Record<string, string | undefined>;
-    const client = await realm.client(ctx.oidc.client!.clientId);
-    if (!client) throw new errors.InvalidClient('client not found');
-    ctx.body = await refreshUserTokens(realm, record, {
-      client, issuer: ctx.oidc.issuer, ipAddress: ctx.ip, refreshToken: params.refresh_token, scope: params.scope,
-    });
+    const { client, issuer, ipAddress, params } = await grantRequestOf(realm, ctx);
+    ctx.body = await refreshUserTokens(realm, record, { client, issuer, ipAddress, refreshToken: params.refresh_token, scope: params.scope });
   };
 }
 
