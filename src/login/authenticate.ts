@@ -11,7 +11,7 @@ import { LdapUnavailableError } from '../federation/ldap/types.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { argon2Params } from '../realms/settings.ts';
 import type { User } from '../store/schema.ts';
-import { findPasswordCredential, findUserByLogin, replacePasswordHash } from '../store/users.ts';
+import { findPasswordCredential, findUserForPasswordLogin, replacePasswordHash } from '../store/users.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
 import { ipAllowed } from './ip-ranges.ts';
 import { realmLoginAuthenticator, type EffectiveAuthenticator } from './login-authenticators.ts';
@@ -57,7 +57,9 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
   const params = argon2Params(realm.settings);
   // PostgreSQL text cannot hold NUL: no user has such a name, and it must not reach a query.
   const unusable = login === '' || login.includes('\0');
-  let found = unusable ? undefined : await findUserByLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
+  // The password credential comes along, for a local user's hash check below.
+  const candidate = unusable ? undefined : await findUserForPasswordLogin(realm.db, realm.id, login, realm.settings.loginWithEmailAllowed);
+  let found = candidate?.user;
   // --- Cisco Finesse (src/federation/finesse/login.ts): a login by Finesse loginId -------------
   // Agents may type their loginId instead of their loginName: a local lookup of the link, so the
   // lockout check below still comes before any call to Finesse.
@@ -177,7 +179,9 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
   // --- end LDAP federation ------------------------------------------------------------------
 
   // Application users sign in only with access keys: a stored password is never usable (same cost as a missing one).
-  const credential = user.application ? undefined : await findPasswordCredential(realm.db, user.id);
+  const credential = user.application ? undefined
+    : candidate?.user.id === user.id ? candidate.password ?? undefined
+    : await findPasswordCredential(realm.db, user.id);
   if (!credential) {
     await burnVerify(params);
     return wrongCredentials();

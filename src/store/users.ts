@@ -1,4 +1,5 @@
 import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
+import { jsonObjectFrom } from 'kysely/helpers/postgres';
 
 import type { Db } from './db.ts';
 import type { Database, User } from './schema.ts';
@@ -27,8 +28,37 @@ export async function findUserByLogin(db: Db, realmId: string, login: string, al
   return rows.length === 1 ? rows[0] : undefined;
 }
 
+export type PasswordCredential = { id: string; secret_data: string; credential_data: unknown; has_otp: boolean | number };
+
+/**
+ * findUserByLogin plus each candidate's password credential (null: none), as findPasswordCredential
+ * reads it: a password login costs one round trip before the hash check.
+ */
+export async function findUserForPasswordLogin(db: Db, realmId: string, login: string, allowEmail: boolean): Promise<{ user: User; password: PasswordCredential | null } | undefined> {
+  const lower = login.toLowerCase();
+  const rows = await db.selectFrom('users').selectAll('users')
+    .select((eb) => jsonObjectFrom(
+      eb.selectFrom('credentials as c').select(['c.id', 'c.secret_data', 'c.credential_data'])
+        .select((inner) => inner.exists(inner.selectFrom('credentials as otp').select('otp.id').whereRef('otp.user_id', '=', 'users.id').where('otp.type', '=', 'otp')).as('has_otp'))
+        .whereRef('c.user_id', '=', 'users.id').where('c.type', '=', 'password')
+        .orderBy('c.priority').orderBy('c.created_at', 'desc').limit(1),
+    ).as('password_credential'))
+    .where('realm_id', '=', realmId)
+    .where('service_account_client_id', 'is', null)
+    .where((eb) => allowEmail
+      ? eb.or([eb(eb.fn('lower', ['username']), '=', lower), eb(eb.fn('lower', ['email']), '=', lower)])
+      : eb(eb.fn('lower', ['username']), '=', lower))
+    .limit(3)
+    .execute();
+  // The same choice as findUserByLogin.
+  const chosen = rows.find((u) => u.username.toLowerCase() === lower) ?? (rows.length === 1 ? rows[0] : undefined);
+  if (!chosen) return undefined;
+  const { password_credential: password, ...user } = chosen;
+  return { user, password: password as PasswordCredential | null };
+}
+
 /** The user's password credential, and whether an OTP device exists (one round trip for a login). */
-export function findPasswordCredential(db: Db, userId: string): Promise<{ id: string; secret_data: string; credential_data: unknown; has_otp: boolean | number } | undefined> {
+export function findPasswordCredential(db: Db, userId: string): Promise<PasswordCredential | undefined> {
   return db.selectFrom('credentials').select(['id', 'secret_data', 'credential_data'])
     .select((eb) => eb.exists(eb.selectFrom('credentials as otp').select('otp.id').where('otp.user_id', '=', userId).where('otp.type', '=', 'otp')).as('has_otp'))
     .where('user_id', '=', userId).where('type', '=', 'password')

@@ -15,7 +15,10 @@ import { ACCESS_KEY_PATTERN, type AccessKeyFailure } from '../../access-keys/acc
 import { authenticateAccessKey } from '../../access-keys/key-lookup.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
 import { grantRequestOf, type GrantRequest } from './grant-request.ts';
+import { effectiveUserRoles } from '../../store/roles.ts';
+import type { User } from '../../store/schema.ts';
 import { issueFirstTokens, startUserSession, TokenRequestError } from '../session-tokens.ts';
+import { userTokenSubjectOf } from '../user-tokens.ts';
 
 export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope', 'totp'];
 
@@ -43,6 +46,8 @@ export async function passwordTokens(realm: RealmContext, record: GrantEvents, r
   const password = params.password ?? '';
 
   let user: { id: string };
+  /** The user row, when authenticating loaded it (the token subject then needs only the roles). */
+  let userRow: User | undefined;
   let loginUsername = username;
   let details: Record<string, unknown>;
   if (ACCESS_KEY_PATTERN.test(username)) {
@@ -87,12 +92,13 @@ export async function passwordTokens(realm: RealmContext, record: GrantEvents, r
       throw oauthError('invalid_grant', 'Account is not fully set up');
     }
     user = result.user;
+    userRow = result.user;
   }
 
   let started: StartedSession;
   try {
     started = await startSessionWithTokens(realm, {
-      issuer: request.issuer, client, userId: user.id, loginUsername,
+      issuer: request.issuer, client, userId: user.id, user: userRow, loginUsername,
       scope: params.scope ?? '', ipAddress,
     });
   } catch (error) {
@@ -141,14 +147,21 @@ export type StartedSession = { sessionId: string; body: Record<string, unknown> 
  * A new user session for an authenticated user and the client's first tokens (the password grant
  * and CXone's access-key endpoint). Throws TokenRequestError.
  */
-export async function startSessionWithTokens(realm: RealmContext, s: { issuer: string; client: ClientModel; userId: string; loginUsername: string; scope: string; ipAddress: string }): Promise<StartedSession> {
+export async function startSessionWithTokens(realm: RealmContext, s: {
+  issuer: string; client: ClientModel; userId: string;
+  /** The enabled user's row, just loaded by the caller: then only the roles are read again. */
+  user?: User;
+  loginUsername: string; scope: string; ipAddress: string;
+}): Promise<StartedSession> {
   const sessionId = crypto.randomUUID();
+  const data = s.user ? await userTokenSubjectOf(realm, s.client, { user: s.user, roles: await effectiveUserRoles(realm.db, s.user.id) }, s.scope) : undefined;
   const session = await startUserSession(realm, {
     id: sessionId, userId: s.userId, loginUsername: s.loginUsername, ipAddress: s.ipAddress, rememberMe: false,
     authTime: Math.floor(Date.now() / 1000),
   });
   const issued = await issueFirstTokens({
     realm, issuer: s.issuer, client: s.client, session, scope: s.scope, acr: '1', ipAddress: s.ipAddress, grantId: null,
+    ...(data ? { data } : {}),
   });
   return { sessionId, body: issued.body };
 }
