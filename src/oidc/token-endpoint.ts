@@ -9,11 +9,10 @@ import { errors } from 'oidc-provider';
 
 import { safeEqual } from '../crypto/random.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
-import { clientCredentialsTokens } from './grants/client-credentials.ts';
+import { CLIENT_CREDENTIALS_PARAMETERS, clientCredentialsTokens } from './grants/client-credentials.ts';
 import type { GrantRequest } from './grants/grant-request.ts';
 import { passwordTokens, PASSWORD_GRANT_PARAMETERS } from './grants/password.ts';
 import { refreshUserTokens, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
-import { CLIENT_CREDENTIALS_PARAMETERS } from './grants/client-credentials.ts';
 import type { ProtocolResult } from './introspection.ts';
 import type { ProviderHooks } from './provider.ts';
 
