@@ -8,50 +8,48 @@ export function findUserById(db: Db, realmId: string, id: string): Promise<User 
   return db.selectFrom('users').selectAll().where('realm_id', '=', realmId).where('id', '=', id).executeTakeFirst();
 }
 
+/** Users `login` may name: username (case-insensitive) or, when the realm allows it, e-mail. */
+function loginCandidates(db: Db, realmId: string, lower: string, allowEmail: boolean) {
+  return db.selectFrom('users')
+    .where('realm_id', '=', realmId)
+    .where('service_account_client_id', 'is', null)
+    .where((eb) => allowEmail
+      ? eb.or([eb(eb.fn('lower', ['username']), '=', lower), eb(eb.fn('lower', ['email']), '=', lower)])
+      : eb(eb.fn('lower', ['username']), '=', lower))
+    .limit(3);
+}
+
+/** A username match wins; an e-mail shared by several users (duplicateEmailsAllowed) names nobody. */
+function chosenLoginUser<T extends { username: string }>(rows: T[], lower: string): T | undefined {
+  return rows.find((u) => u.username.toLowerCase() === lower) ?? (rows.length === 1 ? rows[0] : undefined);
+}
+
 /**
  * A user who may log in with `login`: username (case-insensitive) or, when the realm allows it,
  * e-mail. Service-account users never log in interactively.
  */
 export async function findUserByLogin(db: Db, realmId: string, login: string, allowEmail: boolean): Promise<User | undefined> {
   const lower = login.toLowerCase();
-  const rows = await db.selectFrom('users').selectAll()
-    .where('realm_id', '=', realmId)
-    .where('service_account_client_id', 'is', null)
-    .where((eb) => allowEmail
-      ? eb.or([eb(eb.fn('lower', ['username']), '=', lower), eb(eb.fn('lower', ['email']), '=', lower)])
-      : eb(eb.fn('lower', ['username']), '=', lower))
-    .limit(3)
-    .execute();
-  // A username match wins; an e-mail shared by several users (duplicateEmailsAllowed) names nobody.
-  const byUsername = rows.find((u) => u.username.toLowerCase() === lower);
-  if (byUsername) return byUsername;
-  return rows.length === 1 ? rows[0] : undefined;
+  return chosenLoginUser(await loginCandidates(db, realmId, lower, allowEmail).selectAll().execute(), lower);
 }
 
 export type PasswordCredential = { id: string; secret_data: string; credential_data: unknown; has_otp: boolean | number };
 
 /**
- * findUserByLogin plus each candidate's password credential (null: none), as findPasswordCredential
+ * findUserByLogin plus the user's password credential (null: none), as findPasswordCredential
  * reads it: a password login costs one round trip before the hash check.
  */
 export async function findUserForPasswordLogin(db: Db, realmId: string, login: string, allowEmail: boolean): Promise<{ user: User; password: PasswordCredential | null } | undefined> {
   const lower = login.toLowerCase();
-  const rows = await db.selectFrom('users').selectAll('users')
+  const rows = await loginCandidates(db, realmId, lower, allowEmail).selectAll('users')
     .select((eb) => jsonObjectFrom(
       eb.selectFrom('credentials as c').select(['c.id', 'c.secret_data', 'c.credential_data'])
         .select((inner) => inner.exists(inner.selectFrom('credentials as otp').select('otp.id').whereRef('otp.user_id', '=', 'users.id').where('otp.type', '=', 'otp')).as('has_otp'))
         .whereRef('c.user_id', '=', 'users.id').where('c.type', '=', 'password')
         .orderBy('c.priority').orderBy('c.created_at', 'desc').limit(1),
     ).as('password_credential'))
-    .where('realm_id', '=', realmId)
-    .where('service_account_client_id', 'is', null)
-    .where((eb) => allowEmail
-      ? eb.or([eb(eb.fn('lower', ['username']), '=', lower), eb(eb.fn('lower', ['email']), '=', lower)])
-      : eb(eb.fn('lower', ['username']), '=', lower))
-    .limit(3)
     .execute();
-  // The same choice as findUserByLogin.
-  const chosen = rows.find((u) => u.username.toLowerCase() === lower) ?? (rows.length === 1 ? rows[0] : undefined);
+  const chosen = chosenLoginUser(rows, lower);
   if (!chosen) return undefined;
   const { password_credential: password, ...user } = chosen;
   return { user, password: password as PasswordCredential | null };

@@ -14,11 +14,11 @@ import { matchingDevices, pendingRequiredActions } from '../../login/required-ac
 import { ACCESS_KEY_PATTERN, type AccessKeyFailure } from '../../access-keys/access-keys.ts';
 import { authenticateAccessKey } from '../../access-keys/key-lookup.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
-import { grantRequestOf, type GrantRequest } from './grant-request.ts';
 import { effectiveUserRoles } from '../../store/roles.ts';
 import type { User } from '../../store/schema.ts';
 import { issueFirstTokens, startUserSession, TokenRequestError } from '../session-tokens.ts';
 import { userTokenSubjectOf } from '../user-tokens.ts';
+import { grantRequestOf, type GrantRequest } from './grant-request.ts';
 
 export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope', 'totp'];
 
