@@ -282,9 +282,10 @@ export function createApp(services: AppServices): Koa {
       }
       // Access keys as client credentials, then the hot path of src/oidc/token-endpoint.ts; the rest
       // goes to oidc-provider with the body replayed.
-      if (await accessKeyTokens.tokenEndpoint(ctx, realm, issuer, raw)) return;
+      const form = querystring.parse(raw.toString('utf8'));
+      if (await accessKeyTokens.tokenEndpoint(ctx, realm, issuer, form)) return;
       const authorization = ctx.get('authorization') || undefined;
-      const direct = await directTokenRequest(realm, issuer, ctx.ip, { authorization, origin: ctx.get('origin') || undefined }, querystring.parse(raw.toString('utf8')));
+      const direct = await directTokenRequest(realm, issuer, ctx.ip, { authorization, origin: ctx.get('origin') || undefined }, form);
       if (direct) return sendResult(ctx, await answerDirectTokenRequest(realm, registry.hooks, direct, authorization));
       return dispatchToProvider(ctx, realm, issuer, origin, rest, replayRequest(ctx.req, raw));
     }

@@ -6,13 +6,13 @@
 //   session for the realm's legacy client and also refreshes its tokens.
 // (The third way, CXone's password form, is the password grant: src/oidc/grants/password.ts.)
 import crypto from 'node:crypto';
-import querystring from 'node:querystring';
+import type querystring from 'node:querystring';
 
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 
 import type { LoginEvent } from '../events/events.ts';
-import { BodyError, parseForm, readForm, readJson } from '../http/body.ts';
+import { BodyError, readForm, readJson, singleValued } from '../http/body.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { accessTokenLifespan } from '../oidc/client-policy.ts';
@@ -93,17 +93,17 @@ export class AccessKeyTokens {
   }
 
   /**
-   * POST to the token endpoint (its raw form body): answers client_credentials requests whose
+   * POST to the token endpoint (its parsed form body): answers client_credentials requests whose
    * client id is an access key id (the shape, and no registered client of that id), decided from
    * the Basic header when there is one, else from the form's client_id. False: not a key request.
    */
-  async tokenEndpoint(ctx: Context, realm: RealmContext, issuer: string, raw: Buffer): Promise<boolean> {
+  async tokenEndpoint(ctx: Context, realm: RealmContext, issuer: string, parsed: querystring.ParsedUrlQuery): Promise<boolean> {
     const authorization = ctx.get('authorization') || undefined;
-    const clientId = authorization !== undefined ? basicClientId(authorization) : querystring.parse(raw.toString('utf8')).client_id;
+    const clientId = authorization !== undefined ? basicClientId(authorization) : parsed.client_id;
     if (typeof clientId !== 'string' || !(await this.#isKeyId(realm, clientId))) return false;
     let form: Record<string, unknown>;
     try {
-      form = parseForm(raw);
+      form = singleValued(parsed);
     } catch (error) {
       if (!(error instanceof BodyError)) throw error;
       send(ctx, oauthError(error.status, 'invalid_request', error.message));

@@ -30,13 +30,17 @@ export async function readBytes(req: IncomingMessage, limit: number): Promise<Bu
   return Buffer.concat(chunks);
 }
 
-/** A form-encoded body's parameters; a parameter given twice is ambiguous and refused (RFC 6749 3.1). */
-export function parseForm(raw: Buffer): Record<string, unknown> {
-  const parsed = querystring.parse(raw.toString('utf8'));
+/** A parsed form's parameters; a parameter given twice is ambiguous and refused (RFC 6749 3.1). */
+export function singleValued(parsed: querystring.ParsedUrlQuery): Record<string, unknown> {
   for (const [name, value] of Object.entries(parsed)) {
     if (Array.isArray(value)) throw new BodyError(400, `'${name}' parameter must not be provided twice`);
   }
   return parsed as Record<string, unknown>;
+}
+
+/** A form-encoded body's parameters, each given once. */
+export function parseForm(raw: Buffer): Record<string, unknown> {
+  return singleValued(querystring.parse(raw.toString('utf8')));
 }
 
 export async function readForm(ctx: Context, limit = FORM_LIMIT): Promise<Record<string, unknown>> {

@@ -12,7 +12,7 @@ import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { CLIENT_CREDENTIALS_PARAMETERS, clientCredentialsTokens } from './grants/client-credentials.ts';
 import type { GrantRequest } from './grants/grant-request.ts';
 import { passwordTokens, PASSWORD_GRANT_PARAMETERS } from './grants/password.ts';
-import { refreshUserTokens, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
+import { refreshGrantTokens, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
 import type { ProtocolResult } from './introspection.ts';
 import type { ProviderHooks } from './provider.ts';
 
@@ -136,10 +136,7 @@ function runGrant(realm: RealmContext, hooks: ProviderHooks, { grantType, reques
   switch (grantType) {
     case 'client_credentials': return clientCredentialsTokens(realm, request);
     case 'password': return passwordTokens(realm, record, request);
-    default: return refreshUserTokens(realm, record, {
-      client: request.client, issuer: request.issuer, ipAddress: request.ipAddress,
-      refreshToken: request.params.refresh_token, scope: request.params.scope,
-    });
+    default: return refreshGrantTokens(realm, record, request);
   }
 }
 

@@ -12,7 +12,7 @@ import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans 
 import { refreshUserSession, refuseRefreshToken, useRefreshToken } from '../../store/sessions.ts';
 import { signRefreshToken, verifyRefreshToken } from '../realm-jwt.ts';
 import { issueUserTokens, refreshTokenPayload, userTokenSubjectOf, type UserTokenRequest } from '../user-tokens.ts';
-import { grantRequestOf } from './grant-request.ts';
+import { grantRequestOf, type GrantRequest } from './grant-request.ts';
 import { oauthError, type GrantEvents } from './password.ts';
 
 export const REFRESH_GRANT_PARAMETERS = ['refresh_token', 'scope'];
@@ -25,9 +25,13 @@ const REUSE_MESSAGES = {
 
 export function refreshTokenGrant(realm: RealmContext, record: GrantEvents) {
   return async function refreshTokenGrantHandler(ctx: KoaContextWithOIDC): Promise<void> {
-    const { client, issuer, ipAddress, params } = await grantRequestOf(realm, ctx);
-    ctx.body = await refreshUserTokens(realm, record, { client, issuer, ipAddress, refreshToken: params.refresh_token, scope: params.scope });
+    ctx.body = await refreshGrantTokens(realm, record, await grantRequestOf(realm, ctx));
   };
+}
+
+/** The token response of a refresh_token grant request, or an OAuth error thrown. */
+export function refreshGrantTokens(realm: RealmContext, record: GrantEvents, { client, issuer, ipAddress, params }: GrantRequest): Promise<Record<string, unknown>> {
+  return refreshUserTokens(realm, record, { client, issuer, ipAddress, refreshToken: params.refresh_token, scope: params.scope });
 }
 
 export type RefreshRequest = {
