@@ -30,6 +30,7 @@ await Promise.all(Array.from({ length: concurrency }, () => verify(phc, PASSWORD
 
 let verifies = 0;
 let failures = 0;
+const cpuAtStart = process.cpuUsage();
 const start = performance.now();
 const deadline = start + seconds * 1000;
 
@@ -42,6 +43,7 @@ async function worker(): Promise<void> {
 
 await Promise.all(Array.from({ length: concurrency }, worker));
 const elapsedS = (performance.now() - start) / 1000;
+const cpu = process.cpuUsage(cpuAtStart);
 
 process.stdout.write(`${JSON.stringify({
   verifiesPerSec: Math.round((verifies / elapsedS) * 10) / 10,
@@ -49,6 +51,8 @@ process.stdout.write(`${JSON.stringify({
   failures,
   seconds: Math.round(elapsedS * 100) / 100,
   concurrency,
+  // CPU time of the whole process (every thread) per verify: the cost the grant's row compares to.
+  cpuMsPerVerify: verifies > 0 ? Math.round(((cpu.user + cpu.system) / 1000 / verifies) * 100) / 100 : null,
   threadpoolSize: process.env.UV_THREADPOOL_SIZE ? Number(process.env.UV_THREADPOOL_SIZE) : 4,
   params: { type: 'argon2id', memoryKiB: PARAMS.memoryCost, iterations: PARAMS.timeCost, parallelism: PARAMS.parallelism },
 })}\n`);

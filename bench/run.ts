@@ -1,6 +1,8 @@
 // `npm run bench`: Cloakroom against a bare oidc-provider on the same machine, in one run.
 // Fresh PostgreSQL database, realms imported with the CLI, server started as users start it,
-// load from autocannon; prints a table and writes bench/results/<timestamp>.json.
+// load from autocannon; prints a table and writes bench/results/<timestamp>.json. Beside the
+// rates the table shows CPU ms per request (server process + local PostgreSQL, bench/cpu.ts) and
+// the hypervisor's steal during the run: on a shared VM the rates swing, the CPU cost does not.
 // Env: BENCH_DATABASE_URL, BENCH_DURATION (s), BENCH_WARMUP (s), BENCH_CONNECTIONS,
 // BENCH_LOGIN_CONCURRENCY (parallel browser-less logins), BENCH_ARGON2_SECONDS (raw argon2 baseline),
 // BENCH_ADMIN_REALMS / BENCH_ADMIN_USERS / BENCH_ADMIN_CONNECTIONS (admin scale), BENCH_LDAP_ENTRIES (LDAP full
@@ -25,6 +27,7 @@ import {
   addBulkEntries, createBulkProvider, fullSync, LDAP_CLIENT, LDAP_REALM, LDAP_USER, ldapSkipReason, ldapUserImported, setUpLdapBench,
   type LdapBench,
 } from './ldap.ts';
+import { cpuUse, sampleCpu, type CpuUse } from './cpu.ts';
 import { login, loginLoad, type LoginFlowOptions } from './login-flow.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -408,6 +411,8 @@ type ScenarioResult = {
   statusCodes: Record<string, number>;
   totalRequests: number;
   rssMb: number | null;
+  /** CPU per request while the load ran (see bench/cpu.ts); absent where not measured. */
+  cpu?: CpuUse;
   details?: Record<string, unknown>;
 };
 
@@ -509,7 +514,16 @@ function statusCodeCounts(result: autocannon.Result): Record<string, number> {
   return Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, stat]) => [code, stat.count ?? 0]));
 }
 
-function autocannonRow(name: string, target: Target, result: autocannon.Result, details?: Record<string, unknown>): ScenarioResult {
+/** An autocannon run with the CPU it cost on this machine. */
+type MeasuredLoad = { result: autocannon.Result; cpu: CpuUse };
+
+async function measured(target: Target, run: () => Promise<autocannon.Result>): Promise<MeasuredLoad> {
+  const before = sampleCpu(target.child.pid);
+  const result = await run();
+  return { result, cpu: cpuUse(before, sampleCpu(target.child.pid), result.requests.total) };
+}
+
+function autocannonRow(name: string, target: Target, { result, cpu }: MeasuredLoad, details?: Record<string, unknown>): ScenarioResult {
   return {
     name,
     target: target.name,
@@ -523,12 +537,13 @@ function autocannonRow(name: string, target: Target, result: autocannon.Result, 
     statusCodes: statusCodeCounts(result),
     totalRequests: result.requests.total,
     rssMb: rssMb(target.child.pid),
+    cpu,
     ...(details ? { details } : {}),
   };
 }
 
-function load(target: Target, request: LoadRequest, seconds: number): Promise<autocannon.Result> {
-  return autocannon({
+function load(target: Target, request: LoadRequest, seconds: number): Promise<MeasuredLoad> {
+  return measured(target, () => autocannon({
     url: target.baseUrl + request.path,
     method: request.method,
     headers: request.headers,
@@ -536,7 +551,7 @@ function load(target: Target, request: LoadRequest, seconds: number): Promise<au
     connections: settings.connections,
     pipelining: settings.pipelining,
     duration: seconds,
-  });
+  }));
 }
 
 /** The same request over and over from every connection. */
@@ -566,9 +581,9 @@ type RefreshChain = { token: string; refreshed: number; failed: number; firstErr
  * `context`: autocannon resets `context` to initialContext whenever it wraps around to the first
  * entry of `requests`, which with a one-request list is before every request.
  */
-function chainedRefreshLoad(target: Target, chains: RefreshChain[], seconds: number): Promise<autocannon.Result> {
+function chainedRefreshLoad(target: Target, chains: RefreshChain[], seconds: number): Promise<MeasuredLoad> {
   let nextChain = 0;
-  return autocannon({
+  return measured(target, () => autocannon({
     url: target.baseUrl + target.tokenPath,
     connections: chains.length,
     pipelining: 1,
@@ -603,7 +618,7 @@ function chainedRefreshLoad(target: Target, chains: RefreshChain[], seconds: num
         },
       }]);
     },
-  });
+  }));
 }
 
 /** One fresh chain per connection, each from its own password grant (its own user session). */
@@ -644,14 +659,17 @@ const refreshRotationScenario: Scenario = {
       refreshesPerChain: { min: Math.min(...chains.map((c) => c.refreshed)), max: Math.max(...chains.map((c) => c.refreshed)) },
       brokenChains: broken.length,
       firstErrors: broken.slice(0, 3).map((c) => c.firstError),
-      warmup: { reqPerSec: round(warmup.requests.average), non2xx: warmup.non2xx, errors: warmup.errors },
+      warmup: { reqPerSec: round(warmup.result.requests.average), non2xx: warmup.result.non2xx, errors: warmup.result.errors },
     });
   },
 };
 
 // --- password grant against raw argon2id ------------------------------------------------------
 
-type Argon2Baseline = { verifiesPerSec: number; verifies: number; failures: number; seconds: number; concurrency: number; threadpoolSize: number };
+type Argon2Baseline = {
+  verifiesPerSec: number; verifies: number; failures: number; seconds: number; concurrency: number; threadpoolSize: number;
+  cpuMsPerVerify: number | null;
+};
 
 /** Raw argon2id verifies/s in a process of its own, with the server's environment (threadpool size). */
 async function argon2Baseline(env: NodeJS.ProcessEnv): Promise<Argon2Baseline> {
@@ -690,6 +708,10 @@ const passwordGrantScenario: Scenario = {
       name: ARGON2_ROW, target: 'bench/argon2-baseline.ts', unit: 'verifies', rate: round((before.verifiesPerSec + after.verifiesPerSec) / 2, 1),
       p50Ms: null, p99Ms: null, non2xx: before.failures + after.failures, errors: 0, timeouts: 0, statusCodes: {},
       totalRequests: before.verifies + after.verifies, rssMb: null, details: { before, after },
+      cpu: {
+        serverMsPerRequest: before.cpuMsPerVerify !== null && after.cpuMsPerVerify !== null ? round((before.cpuMsPerVerify + after.cpuMsPerVerify) / 2, 2) : null,
+        databaseMsPerRequest: null, stealPercent: null, idlePercent: null,
+      },
     };
     return [argon2Row, autocannonRow(this.name, target, result, { passwordHash: credential })];
   },
@@ -726,11 +748,14 @@ const loginFlowScenario: Scenario = {
     const concurrency = settings.loginConcurrency;
     process.stderr.write(`bench: ${this.name}: warm-up ${settings.warmup} s, then ${settings.duration} s, ${concurrency} logins in parallel\n`);
     const warmup = await loginLoad(options, concurrency, settings.warmup);
+    const before = sampleCpu(target.child.pid);
     const result = await loginLoad(options, concurrency, settings.duration);
+    const cpu = cpuUse(before, sampleCpu(target.child.pid), result.logins);
     return {
       name: this.name, target: target.name, unit: 'logins', rate: result.loginsPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms,
       non2xx: result.failures, errors: 0, timeouts: 0, statusCodes: {}, totalRequests: result.logins + result.failures,
       rssMb: rssMb(target.child.pid),
+      cpu,
       details: {
         ...result,
         requestsPerLogin: 6,
@@ -966,8 +991,13 @@ function argon2Range(row: ScenarioResult | undefined): string {
 }
 
 function table(rows: ScenarioResult[]): string {
-  const header = ['scenario', 'per s', 'unit', 'p50 ms', 'p99 ms', 'non-2xx/failed', 'errors', 'server RSS MB'];
-  const body = rows.map((r) => [r.name, String(r.rate), r.unit, String(r.p50Ms ?? '-'), String(r.p99Ms ?? '-'), String(r.non2xx), String(r.errors), String(r.rssMb ?? '-')]);
+  const header = ['scenario', 'per s', 'unit', 'p50 ms', 'p99 ms', 'non-2xx/failed', 'errors', 'server RSS MB', 'CPU ms/req server+db', 'steal %'];
+  const cpuCell = (cpu: CpuUse | undefined) => cpu?.serverMsPerRequest == null ? '-'
+    : cpu.databaseMsPerRequest === null ? String(cpu.serverMsPerRequest) : `${cpu.serverMsPerRequest}+${cpu.databaseMsPerRequest}`;
+  const body = rows.map((r) => [
+    r.name, String(r.rate), r.unit, String(r.p50Ms ?? '-'), String(r.p99Ms ?? '-'), String(r.non2xx), String(r.errors), String(r.rssMb ?? '-'),
+    cpuCell(r.cpu), String(r.cpu?.stealPercent ?? '-'),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i]!.length)));
   const format = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   return [format(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(format)].join('\n');
