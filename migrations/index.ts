@@ -9,6 +9,7 @@ import * as accessKeys from './0004_access_keys.ts';
 import * as loginAuthenticators from './0005_login_authenticators.ts';
 import * as ldapFederation from './0006_ldap_federation.ts';
 import * as identityBrokering from './0007_identity_brokering.ts';
+import * as roleGraphVersions from './0008_role_graph_versions.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_core': core,
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '0005_login_authenticators': loginAuthenticators,
   '0006_ldap_federation': ldapFederation,
   '0007_identity_brokering': identityBrokering,
+  '0008_role_graph_versions': roleGraphVersions,
 };

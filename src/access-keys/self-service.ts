@@ -12,7 +12,6 @@ import { BodyError, readJson } from '../http/body.ts';
 import { sessionBehindTokenAlive, verifyRealmToken } from '../oidc/introspection.ts';
 import type { RealmContext } from '../realms/context.ts';
 import type { RealmRegistry } from '../realms/registry.ts';
-import { effectiveUserRoles } from '../store/roles.ts';
 import {
   AccessKeyError, accessKeyRepresentation, accessKeyUpdateRep, createAccessKey, deleteAccessKey, findUserAccessKey,
   listAccessKeys, newAccessKeyRep, updateAccessKey,
@@ -68,7 +67,7 @@ async function authenticate(ctx: Context, realm: RealmContext, issuer: string): 
     throw new SelfServiceError(401, 'invalid_token', 'Token verification failed');
   }
   // Read from the database, not the token: revoking the role takes effect at once.
-  const roles = await effectiveUserRoles(realm.db, user.id);
+  const roles = await realm.effectiveUserRoles(user.id);
   if (!roles.some((r) => r.clientId === null && r.name === SELF_SERVICE_ROLE)) {
     throw new SelfServiceError(403, 'access_denied', `The realm role ${SELF_SERVICE_ROLE} is required`);
   }

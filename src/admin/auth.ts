@@ -11,7 +11,7 @@ import { sessionBehindTokenAlive, verifyRealmToken } from '../oidc/introspection
 import type { RealmContext } from '../realms/context.ts';
 import type { RealmRegistry } from '../realms/registry.ts';
 import type { Db } from '../store/db.ts';
-import { effectiveUserRoles, type EffectiveRole } from '../store/roles.ts';
+import type { EffectiveRole } from '../store/roles.ts';
 
 export const MANAGEMENT_ROLES = [
   'realm-admin', 'create-client', 'impersonation', 'manage-authorization', 'manage-clients', 'manage-events',
@@ -58,9 +58,9 @@ export type AdminIdentity = {
 
 export class AdminAuth {
   readonly identity: AdminIdentity;
-  readonly #roles: EffectiveRole[];
+  readonly #roles: readonly EffectiveRole[];
 
-  constructor(identity: AdminIdentity, roles: EffectiveRole[]) {
+  constructor(identity: AdminIdentity, roles: readonly EffectiveRole[]) {
     this.identity = identity;
     this.#roles = roles;
   }
@@ -145,7 +145,7 @@ export async function authenticateAdmin(db: Db, registry: RealmRegistry, issuerF
   const user = await db.selectFrom('users').select(['id', 'enabled', 'username'])
     .where('realm_id', '=', realm.id).where('id', '=', claims.sub).executeTakeFirst();
   if (!user?.enabled) throw new AdminAuthError(401, 'HTTP 401 Unauthorized');
-  const roles = await effectiveUserRoles(db, user.id);
+  const roles = await realm.effectiveUserRoles(user.id);
   return new AdminAuth({
     realmId: realm.id, realmName: realm.name, userId: user.id, username: user.username,
     clientId: typeof claims.azp === 'string' ? claims.azp : undefined,

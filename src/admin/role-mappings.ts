@@ -4,8 +4,7 @@
 import { z } from 'zod';
 
 import type { Db } from '../store/db.ts';
-import { effectiveGroupRoleIds } from '../store/groups.ts';
-import { effectiveUserRoles } from '../store/roles.ts';
+import { roleGraphVersion } from '../store/roles.ts';
 import { tokenSubjectCached } from '../store/users.ts';
 import { AdminAuthError } from './auth.ts';
 import { UUID } from './realms.ts';
@@ -36,9 +35,13 @@ function directRoles(db: Db, mapper: Mapper, clientUuid?: string | null) {
 }
 
 /** Effective role ids: users through their groups too; groups through their ancestors. */
-async function effectiveRoleIds(db: Db, mapper: Mapper): Promise<string[]> {
-  if (mapper.kind === 'group') return effectiveGroupRoleIds(db, mapper.id);
-  return (await effectiveUserRoles(db, mapper.id)).map((r) => r.id);
+async function effectiveRoleIds(req: RealmRequest, mapper: Mapper): Promise<string[]> {
+  const realm = await req.services.registry.get(req.realm.name);
+  if (!realm) throw notFound('Realm not found');
+  const roles = mapper.kind === 'group'
+    ? (await realm.roleGraph(await roleGraphVersion(realm.db, realm.id))).effectiveRoles([], [mapper.id])
+    : await realm.effectiveUserRoles(mapper.id);
+  return roles.map((r) => r.id);
 }
 
 async function grant(db: Db, mapper: Mapper, roles: RoleRow[]): Promise<void> {
@@ -169,7 +172,7 @@ export function registerRoleMappingsRoutes(admin: AdminRouter): void {
       admin.realm('get', `${path}/composite`, { permission: 'view-users' }, async (req) => {
         const mapper = await mapperOf(req);
         const container = await containerOf(req);
-        const ids = await effectiveRoleIds(db, mapper);
+        const ids = await effectiveRoleIds(req, mapper);
         if (ids.length === 0) return ok([]);
         const rows = await roleQuery(db).where('roles.realm_id', '=', req.realm.id)
           .where('roles.client_id', container === null ? 'is' : '=', container)

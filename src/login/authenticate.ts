@@ -10,6 +10,7 @@ import { checkLdapPassword, importLdapUserForLogin, type LdapImport } from '../f
 import { LdapUnavailableError } from '../federation/ldap/types.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { argon2Params } from '../realms/settings.ts';
+import type { UserRoleRefs } from '../store/roles.ts';
 import type { User } from '../store/schema.ts';
 import { findPasswordCredential, findUserForPasswordLogin, replacePasswordHash } from '../store/users.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
@@ -28,7 +29,13 @@ export type LoginFailure = 'user_not_found' | 'invalid_user_credentials' | 'user
 export type StoreUnavailable = 'ldap_unavailable' | 'finesse_unavailable';
 
 export type PasswordAuthentication =
-  | { ok: true; user: User; authenticator: EffectiveAuthenticator; /** The user has an OTP device (the caller then lists them). */ hasOtp: boolean }
+  | {
+    ok: true; user: User; authenticator: EffectiveAuthenticator;
+    /** The user has an OTP device (the caller then lists them). */
+    hasOtp: boolean;
+    /** The user's role and group ids, when the login lookup read them with the user. */
+    roleRefs?: UserRoleRefs;
+  }
   | { ok: false; error: 'user_not_found'; user?: undefined; authenticator?: undefined; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
   /** LDAP federation / Cisco Finesse: the store is unreachable (user unknown locally, or linked to that store). */
   | { ok: false; error: StoreUnavailable; user?: User; authenticator?: EffectiveAuthenticator; locked?: undefined; newlyLocked?: undefined; lockoutEvent?: undefined }
@@ -205,7 +212,8 @@ export async function authenticatePassword(realm: RealmContext, login: string, p
     const rehashed = await hashPassword(password, params);
     await replacePasswordHash(realm.db, credential.id, JSON.stringify(rehashed.secretData), JSON.stringify(rehashed.credentialData));
   }
-  return { ok: true, user, authenticator, hasOtp: Boolean(credential.has_otp) };
+  const roleRefs = candidate?.user.id === user.id ? candidate.roleRefs : undefined;
+  return { ok: true, user, authenticator, hasOtp: Boolean(credential.has_otp), ...(roleRefs ? { roleRefs } : {}) };
 }
 
 /** Whether the user has an OTP device (federated users have no password credential to ask with). */

@@ -1,7 +1,7 @@
 // Builds the Keycloak-shaped content of a token: which client scopes are granted, the subject
 // (user, effective roles, groups) and the claims the protocol mappers produce from it.
 import type { ClientModel, ClientScopeModel, RealmContext } from '../realms/context.ts';
-import { effectiveUserRoles, roleScopeIds, userGroupPaths, type EffectiveRole } from '../store/roles.ts';
+import { roleScopeIds, userGroupPaths, type EffectiveRole } from '../store/roles.ts';
 import type { User } from '../store/schema.ts';
 import { findUserById } from '../store/users.ts';
 import { audienceClaim, mapClaims, type MapperModel, type TokenKind, type TokenSubject } from './protocol-mappers.ts';
@@ -28,11 +28,11 @@ export type SubjectBase = Omit<TokenSubject, 'sessionNotes' | 'acr'>;
 export async function loadSubject(realm: RealmContext, client: ClientModel, userId: string, scopes: ClientScopeModel[], mappers: MapperModel[]): Promise<SubjectBase | undefined> {
   const user = await findUserById(realm.db, realm.id, userId);
   if (!user || !user.enabled) return undefined;
-  return subjectOf(realm, client, user, await effectiveUserRoles(realm.db, userId), scopes, mappers);
+  return subjectOf(realm, client, user, await realm.effectiveUserRoles(userId), scopes, mappers);
 }
 
 /** The subject of an enabled user whose effective roles are already loaded. */
-export async function subjectOf(realm: RealmContext, client: ClientModel, user: User, effectiveRoles: EffectiveRole[], scopes: ClientScopeModel[], mappers: MapperModel[]): Promise<SubjectBase> {
+export async function subjectOf(realm: RealmContext, client: ClientModel, user: User, effectiveRoles: readonly EffectiveRole[], scopes: ClientScopeModel[], mappers: MapperModel[]): Promise<SubjectBase> {
   let roles = effectiveRoles;
   if (!client.row.full_scope_allowed) {
     const allowed = await roleScopeIds(realm.db, client.id, scopes.map((s) => s.id));

@@ -39,7 +39,7 @@ export async function loadUserTokenSubject(realm: RealmContext, client: ClientMo
 }
 
 /** As loadUserTokenSubject, for an enabled user whose effective roles were loaded with the session. */
-export async function userTokenSubjectOf(realm: RealmContext, client: ClientModel, loaded: { user: User; roles: EffectiveRole[] }, scope: string): Promise<TokenSubjectData> {
+export async function userTokenSubjectOf(realm: RealmContext, client: ClientModel, loaded: { user: User; roles: readonly EffectiveRole[] }, scope: string): Promise<TokenSubjectData> {
   const scopes = grantedScopes(client, scope);
   const mappers = mappersFor(client, scopes);
   return { scopes, mappers, subject: await subjectOf(realm, client, loaded.user, loaded.roles, scopes, mappers) };

@@ -7,8 +7,10 @@ import type { SecretBox } from '../crypto/secret-box.ts';
 import type { MapperModel } from '../oidc/protocol-mappers.ts';
 import { findClientByClientId, listClientScopeLinks, listProtocolMappers } from '../store/clients.ts';
 import type { Db } from '../store/db.ts';
+import { userRoleRefs, type EffectiveRole, type UserRoleRefs } from '../store/roles.ts';
 import type { Client, Realm } from '../store/schema.ts';
 import { loadRealmKeys, type RealmKeys } from './keys.ts';
+import { RoleGraph } from './role-graph.ts';
 import { parseRealmSettings, type RealmSettings } from './settings.ts';
 
 export type ClientScopeModel = { id: string; name: string; includeInTokenScope: boolean };
@@ -173,6 +175,37 @@ export class RealmContext {
       scopeMappers,
       metadata: clientMetadata(row, secret, links.map((l) => l.name), this.settings),
     };
+  }
+
+  #roleGraph: Promise<RoleGraph> | undefined;
+
+  /**
+   * The realm's role graph, at least as new as `version` (read with the user's role ids): the
+   * cached one while it is, else a fresh load that replaces it (requests that find the same stale
+   * graph share one load).
+   */
+  async roleGraph(version: number): Promise<RoleGraph> {
+    for (;;) {
+      const current = this.#roleGraph ??= this.#loadRoleGraph();
+      const graph = await current;
+      if (graph.version >= version) return graph;
+      if (this.#roleGraph === current) this.#roleGraph = this.#loadRoleGraph();
+    }
+  }
+
+  #loadRoleGraph(): Promise<RoleGraph> {
+    const loading = RoleGraph.load(this.db, this.realm.id);
+    loading.catch(() => { if (this.#roleGraph === loading) this.#roleGraph = undefined; });
+    return loading;
+  }
+
+  /** A user's effective roles: their role and group ids from the database, expanded in memory. */
+  async effectiveUserRoles(userId: string): Promise<readonly EffectiveRole[]> {
+    return this.effectiveRolesOf(await userRoleRefs(this.db, this.realm.id, userId));
+  }
+
+  async effectiveRolesOf(refs: UserRoleRefs): Promise<readonly EffectiveRole[]> {
+    return (await this.roleGraph(refs.graphVersion)).effectiveRoles(refs.roleIds, refs.groupIds);
   }
 
   readonly #syncMemo = new Map<string, unknown>();

@@ -78,24 +78,3 @@ export async function subGroupCounts(db: Db, ids: readonly string[]): Promise<Ma
     .where('parent_id', 'in', [...new Set(ids)]).groupBy('parent_id').execute();
   return new Map(rows.map((r) => [r.parent_id!, Number(r.count)]));
 }
-
-/**
- * A group's effective role ids as Keycloak's GroupModel.hasRole sees them: roles mapped to the
- * group or to any ancestor, composites expanded transitively.
- */
-export async function effectiveGroupRoleIds(db: Db, groupId: string): Promise<string[]> {
-  const { rows } = await sql<{ role_id: string }>`
-    WITH RECURSIVE lineage(id) AS (
-      SELECT id FROM groups WHERE id = ${groupId}
-      UNION
-      SELECT g.parent_id FROM groups g JOIN lineage l ON g.id = l.id WHERE g.parent_id IS NOT NULL
-    ),
-    granted(role_id) AS (
-      SELECT role_id FROM group_roles WHERE group_id IN (SELECT id FROM lineage)
-      UNION
-      SELECT rc.child_id FROM role_composites rc JOIN granted ON rc.parent_id = granted.role_id
-    )
-    SELECT role_id FROM granted
-  `.execute(db);
-  return rows.map((r) => r.role_id);
-}

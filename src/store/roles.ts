@@ -4,37 +4,53 @@ import { preparedStatement, runPrepared, type Db } from './db.ts';
 
 export type EffectiveRole = { id: string; name: string; clientId: string | null };
 
-/**
- * The recursive CTEs `member_groups` and `granted` (role ids) of the user in parameter
- * `userParam`: direct mappings, roles of their groups and of the groups' ancestors, composites
- * expanded transitively. For a `WITH RECURSIVE` list (the refresh statement embeds them too).
- */
-export function effectiveRoleCtes(userParam: string): string {
-  return `member_groups(id) AS (
-      SELECT group_id FROM user_groups WHERE user_id = ${userParam}
-      UNION
-      SELECT g.parent_id FROM groups g JOIN member_groups m ON g.id = m.id WHERE g.parent_id IS NOT NULL
-    ),
-    granted(role_id) AS (
-      SELECT role_id FROM user_roles WHERE user_id = ${userParam}
-      UNION
-      SELECT role_id FROM group_roles WHERE group_id IN (SELECT id FROM member_groups)
-      UNION
-      SELECT rc.child_id FROM role_composites rc JOIN granted ON rc.parent_id = granted.role_id
-    )`;
+// The role graph (roles, composites, group tree, group roles) is expanded in memory by
+// src/realms/role-graph.ts; these statements read it and a user's entry points into it.
+
+/** One snapshot of the whole graph (one statement, so one consistent view). */
+const ROLE_GRAPH = preparedStatement('role-graph', `
+  SELECT
+    coalesce((SELECT version FROM role_graph_versions WHERE realm_id = $1), 0) AS version,
+    (SELECT coalesce(json_agg(json_build_array(r.id, r.name, c.client_id)), '[]')
+      FROM roles r LEFT JOIN clients c ON c.id = r.client_id WHERE r.realm_id = $1) AS roles,
+    (SELECT coalesce(json_agg(json_build_array(rc.parent_id, rc.child_id)), '[]')
+      FROM role_composites rc JOIN roles p ON p.id = rc.parent_id WHERE p.realm_id = $1) AS composites,
+    (SELECT coalesce(json_agg(json_build_array(g.id, g.parent_id)), '[]') FROM groups g WHERE g.realm_id = $1) AS groups,
+    (SELECT coalesce(json_agg(json_build_array(gr.group_id, gr.role_id)), '[]')
+      FROM group_roles gr JOIN groups g ON g.id = gr.group_id WHERE g.realm_id = $1) AS group_roles`);
+
+/** A realm's role graph as rows: [id, name, clientId], [parent, child], [group, parent], [group, role]. */
+export type RoleGraphRow = {
+  version: number;
+  roles: Array<[string, string, string | null]>;
+  composites: Array<[string, string]>;
+  groups: Array<[string, string | null]>;
+  group_roles: Array<[string, string]>;
+};
+
+/** A user's direct role and group ids with the realm's graph version, read together. */
+const USER_ROLE_REFS = preparedStatement('user-role-refs', `
+  SELECT
+    ARRAY(SELECT role_id FROM user_roles WHERE user_id = $2) AS role_ids,
+    ARRAY(SELECT group_id FROM user_groups WHERE user_id = $2) AS group_ids,
+    coalesce((SELECT version FROM role_graph_versions WHERE realm_id = $1), 0) AS version`);
+
+/** The realm's current graph version, for expansions that read no user (a group's roles). */
+export async function roleGraphVersion(db: Db, realmId: string): Promise<number> {
+  const row = await db.selectFrom('role_graph_versions').select('version').where('realm_id', '=', realmId).executeTakeFirst();
+  return Number(row?.version ?? 0);
 }
 
-/** `granted` joined to the roles' names and client ids (columns r.id, r.name, c.client_id). */
-export const GRANTED_ROLES_FROM = 'granted JOIN roles r ON r.id = granted.role_id LEFT JOIN clients c ON c.id = r.client_id';
+export type UserRoleRefs = { roleIds: string[]; groupIds: string[]; graphVersion: number };
 
-const EFFECTIVE_USER_ROLES = preparedStatement('effective-user-roles', `
-  WITH RECURSIVE ${effectiveRoleCtes('$1::uuid')}
-  SELECT r.id, r.name, c.client_id AS "clientId" FROM ${GRANTED_ROLES_FROM}
-  ORDER BY c.client_id NULLS FIRST, r.name`);
+export async function userRoleRefs(db: Db, realmId: string, userId: string): Promise<UserRoleRefs> {
+  const [row] = await runPrepared<{ role_ids: string[]; group_ids: string[]; version: number }>(db, USER_ROLE_REFS, [realmId, userId]);
+  return { roleIds: row?.role_ids ?? [], groupIds: row?.group_ids ?? [], graphVersion: Number(row?.version ?? 0) };
+}
 
-/** A user's effective roles, realm roles first, then by client id and name. One round trip. */
-export function effectiveUserRoles(db: Db, userId: string): Promise<EffectiveRole[]> {
-  return runPrepared<EffectiveRole>(db, EFFECTIVE_USER_ROLES, [userId]);
+export async function loadRoleGraphRow(db: Db, realmId: string): Promise<RoleGraphRow> {
+  const [row] = await runPrepared<RoleGraphRow>(db, ROLE_GRAPH, [realmId]);
+  return row ?? { version: 0, roles: [], composites: [], groups: [], group_roles: [] };
 }
 
 /**

@@ -348,6 +348,9 @@ export type BrokerSessionTable = {
 
 export type RealmUserCountTable = { realm_id: string; people: number };
 
+/** Bumped by triggers on every change to a realm's roles, composites, groups or group roles. */
+export type RoleGraphVersionTable = { realm_id: string; version: number };
+
 export type Database = {
   realms: RealmTable;
   clients: ClientTable;
@@ -379,6 +382,7 @@ export type Database = {
   login_failures: LoginFailureTable;
   access_keys: AccessKeyTable;
   realm_user_counts: RealmUserCountTable;
+  role_graph_versions: RoleGraphVersionTable;
   login_authenticators: LoginAuthenticatorTable;
   action_tokens: ActionTokenTable;
   otp_used_steps: OtpUsedStepTable;

@@ -3,7 +3,7 @@
 import { sql } from 'kysely';
 
 import { preparedStatement, runPrepared, type Db } from './db.ts';
-import { effectiveRoleCtes, GRANTED_ROLES_FROM, type EffectiveRole } from './roles.ts';
+import type { UserRoleRefs } from './roles.ts';
 import type { ClientSession, User, UserSession } from './schema.ts';
 
 export type SessionKey = {
@@ -36,10 +36,13 @@ function expirySql(lifespans: SessionLifespans, startedAt: ReturnType<typeof sql
   return sql`least(${idle}, CAST(${startedAt} AS timestamptz) + make_interval(secs => ${lifespans.max}))`;
 }
 
-/** Creates the session, or renews it when the same SSO session logs in again (prompt=login). */
-export async function saveUserSession(db: Db, s: NewUserSession): Promise<UserSession> {
+/**
+ * Creates the session, or renews it when the same SSO session logs in again (prompt=login). With
+ * `client`, the same statement (one round trip, one commit) starts that client's session in it.
+ */
+export async function saveUserSession(db: Db, s: NewUserSession, client?: ClientSessionValues): Promise<UserSession> {
   const now = new Date();
-  return db.insertInto('user_sessions').values({
+  const saved = db.insertInto('user_sessions').values({
     id: s.id, offline: s.offline, realm_id: s.realmId, user_id: s.userId, login_username: s.loginUsername,
     ip_address: s.ipAddress, remember_me: s.rememberMe, auth_time: s.authTime, started_at: now, last_refresh_at: now,
     expires_at: expirySql(s.lifespans, now) as never,
@@ -47,7 +50,17 @@ export async function saveUserSession(db: Db, s: NewUserSession): Promise<UserSe
     user_id: s.userId, login_username: s.loginUsername, ip_address: s.ipAddress, remember_me: s.rememberMe,
     auth_time: s.authTime, last_refresh_at: now,
     expires_at: expirySql(s.lifespans, sql.ref('user_sessions.started_at') as never) as never,
-  }).where('user_sessions.realm_id', '=', s.realmId)).returningAll().executeTakeFirstOrThrow();
+  }).where('user_sessions.realm_id', '=', s.realmId)).returningAll();
+  if (!client) return saved.executeTakeFirstOrThrow();
+  const values = clientSessionValues(client, now);
+  // The session id comes from the saved row: when the upsert saved nothing (an id of another
+  // realm's session) it is NULL and the whole statement fails rather than join that session.
+  return db.with('saved', () => saved)
+    .with('joined', (qb) => qb.insertInto('client_sessions').values({
+      user_session_id: sql<string>`(SELECT id FROM saved)`, offline: s.offline, client_id: client.clientUuid, realm_id: s.realmId,
+      started_at: now, ...values,
+    }).onConflict((oc) => oc.columns(['user_session_id', 'offline', 'client_id']).doUpdateSet(values)))
+    .selectFrom('saved').selectAll().executeTakeFirstOrThrow();
 }
 
 const alive = sql<boolean>`(expires_at IS NULL OR expires_at > now())`;
@@ -92,21 +105,29 @@ export async function deleteUserSession(db: Db, key: SessionKey): Promise<string
   return grants.flatMap((g) => (g.grant_id ? [g.grant_id] : []));
 }
 
-export type ClientSessionStart = SessionKey & {
+/** What a client's session in a user session starts with. */
+export type ClientSessionValues = {
   clientUuid: string;
   grantId: string | null;
   scope: string;
   refreshJti: string;
 };
 
-/** A client joins a session (code to token, password grant): rotation starts over with this token. */
-export async function startClientSession(db: Db, s: ClientSessionStart): Promise<void> {
-  const now = new Date();
-  const values = {
+export type ClientSessionStart = SessionKey & ClientSessionValues;
+
+/** A (re)started client session: rotation starts over with this token. */
+function clientSessionValues(s: ClientSessionValues, now: Date) {
+  return {
     grant_id: s.grantId, scope: s.scope, last_refresh_at: now,
     current_refresh_jti: s.refreshJti, refresh_use_count: 0, latest_refresh_jti: s.refreshJti,
     rotated_from_jti: null, rotated_at: null, successor_sealed: null,
   };
+}
+
+/** A client joins a session (code to token, password grant): rotation starts over with this token. */
+export async function startClientSession(db: Db, s: ClientSessionStart): Promise<void> {
+  const now = new Date();
+  const values = clientSessionValues(s, now);
   await db.insertInto('client_sessions').values({
     user_session_id: s.id, offline: s.offline, client_id: s.clientUuid, realm_id: s.realmId, started_at: now, ...values,
   }).onConflict((oc) => oc.columns(['user_session_id', 'offline', 'client_id']).doUpdateSet(values)).execute();
@@ -221,8 +242,8 @@ export type SessionRefresh = {
 
 export type RefreshedSession = {
   session: UserSession;
-  /** The enabled user with their effective roles; undefined when disabled or gone. */
-  subject: { user: User; roles: EffectiveRole[] } | undefined;
+  /** The enabled user with their direct role and group ids; undefined when disabled or gone. */
+  subject: { user: User; roleRefs: UserRoleRefs } | undefined;
   /** Whether the client session took this use (undefined: left for useRefreshToken). */
   clientSessionUsed: boolean | undefined;
 };
@@ -247,23 +268,23 @@ const CLIENT_SESSION_CONDITION: Record<RefreshClientSessionUse['kind'], string> 
 
 /**
  * The whole database side of a refresh in one statement (one round trip, one commit): touch the
- * live user session (pushing its idle expiry out), load its enabled user and their effective
- * roles, and use the client session (see RefreshClientSessionUse) only when all of that held.
+ * live user session (pushing its idle expiry out), load its enabled user with their direct role
+ * and group ids and the realm's role graph version (src/realms/role-graph.ts), and use the client session (see RefreshClientSessionUse) only when all of that held.
  * Parameters: $1 realm, $2 session id, $3 offline, $4 user, $5 token iat, $6/$7 idle/max,
  * $8/$9 the remember-me idle/max; with a client session use $10 client uuid, then for rotation
  * $11 jti, $12 new jti, $13 max reuse.
  */
 function sessionRefreshStatement(kind: RefreshClientSessionUse['kind']) {
   const set = CLIENT_SESSION_SET[kind];
-  const clientSession = set === undefined ? '' : `
+  const clientSession = set === undefined ? '' : `,
     client_session AS (
       UPDATE client_sessions ${set}
       WHERE realm_id = $1 AND user_session_id = $2 AND offline = $3 AND client_id = $10
         AND EXISTS (SELECT 1 FROM subject) ${CLIENT_SESSION_CONDITION[kind]}
       RETURNING client_id
-    ),`;
+    )`;
   return preparedStatement(`session-refresh-${kind}`, `
-    WITH RECURSIVE
+    WITH
     session AS (
       UPDATE user_sessions SET last_refresh_at = now(),
         expires_at = CASE WHEN remember_me THEN ${expiryFor('$8', '$9')} ELSE ${expiryFor('$6', '$7')} END
@@ -274,15 +295,13 @@ function sessionRefreshStatement(kind: RefreshClientSessionUse['kind']) {
     ),
     subject AS (
       SELECT ${USER_COLUMNS} FROM users WHERE realm_id = $1 AND id = $4 AND enabled AND EXISTS (SELECT 1 FROM session)
-    ),${clientSession}
-    ${effectiveRoleCtes('$4')}
+    )${clientSession}
     SELECT s.*,
       (SELECT row_to_json(subject) FROM subject) AS subject,
       ${set === undefined ? 'NULL::boolean' : 'EXISTS (SELECT 1 FROM client_session)'} AS client_session_used,
-      CASE WHEN EXISTS (SELECT 1 FROM subject) THEN (
-        SELECT coalesce(json_agg(json_build_object('id', r.id, 'name', r.name, 'clientId', c.client_id) ORDER BY c.client_id NULLS FIRST, r.name), '[]')
-        FROM ${GRANTED_ROLES_FROM}
-      ) END AS roles
+      ARRAY(SELECT role_id FROM user_roles WHERE user_id = $4) AS role_ids,
+      ARRAY(SELECT group_id FROM user_groups WHERE user_id = $4) AS group_ids,
+      coalesce((SELECT version FROM role_graph_versions WHERE realm_id = $1), 0) AS role_graph_version
     FROM session s`);
 }
 
@@ -295,7 +314,9 @@ const SESSION_REFRESH = {
 type SessionRefreshRow = UserSession & {
   subject: (Omit<User, 'created_at'> & { created_at: string }) | null;
   client_session_used: boolean | null;
-  roles: EffectiveRole[] | null;
+  role_ids: string[];
+  group_ids: string[];
+  role_graph_version: number;
 };
 
 /** Undefined when the session is gone, expired, revoked for this token or not the user's. */
@@ -311,10 +332,10 @@ export async function refreshUserSession(db: Db, r: SessionRefresh): Promise<Ref
   ];
   const [row] = await runPrepared<SessionRefreshRow>(db, SESSION_REFRESH[use.kind], parameters);
   if (!row) return undefined;
-  const { subject, client_session_used: clientSessionUsed, roles, ...session } = row;
+  const { subject, client_session_used: clientSessionUsed, role_ids: roleIds, group_ids: groupIds, role_graph_version: graphVersion, ...session } = row;
   return {
     session,
-    subject: subject ? { user: { ...subject, created_at: new Date(subject.created_at) }, roles: roles ?? [] } : undefined,
+    subject: subject ? { user: { ...subject, created_at: new Date(subject.created_at) }, roleRefs: { roleIds, groupIds, graphVersion: Number(graphVersion) } } : undefined,
     clientSessionUsed: clientSessionUsed ?? undefined,
   };
 }

@@ -2,6 +2,7 @@ import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kyse
 import { jsonObjectFrom } from 'kysely/helpers/postgres';
 
 import type { Db } from './db.ts';
+import type { UserRoleRefs } from './roles.ts';
 import type { Database, User } from './schema.ts';
 
 export function findUserById(db: Db, realmId: string, id: string): Promise<User | undefined> {
@@ -39,7 +40,7 @@ export type PasswordCredential = { id: string; secret_data: string; credential_d
  * findUserByLogin plus the user's password credential (null: none), as findPasswordCredential
  * reads it: a password login costs one round trip before the hash check.
  */
-export async function findUserForPasswordLogin(db: Db, realmId: string, login: string, allowEmail: boolean): Promise<{ user: User; password: PasswordCredential | null } | undefined> {
+export async function findUserForPasswordLogin(db: Db, realmId: string, login: string, allowEmail: boolean): Promise<{ user: User; password: PasswordCredential | null; roleRefs: UserRoleRefs } | undefined> {
   const lower = login.toLowerCase();
   const rows = await loginCandidates(db, realmId, lower, allowEmail).selectAll('users')
     .select((eb) => jsonObjectFrom(
@@ -48,11 +49,17 @@ export async function findUserForPasswordLogin(db: Db, realmId: string, login: s
         .whereRef('c.user_id', '=', 'users.id').where('c.type', '=', 'password')
         .orderBy('c.priority').orderBy('c.created_at', 'desc').limit(1),
     ).as('password_credential'))
+    // The token's roles, read now too: a successful login needs no further lookup before its tokens.
+    .select([
+      sql<string[]>`ARRAY(SELECT role_id FROM user_roles WHERE user_id = users.id)`.as('role_ids'),
+      sql<string[]>`ARRAY(SELECT group_id FROM user_groups WHERE user_id = users.id)`.as('group_ids'),
+      sql<number>`coalesce((SELECT version FROM role_graph_versions WHERE realm_id = users.realm_id), 0)`.as('role_graph_version'),
+    ])
     .execute();
   const chosen = chosenLoginUser(rows, lower);
   if (!chosen) return undefined;
-  const { password_credential: password, ...user } = chosen;
-  return { user, password: password as PasswordCredential | null };
+  const { password_credential: password, role_ids: roleIds, group_ids: groupIds, role_graph_version: graphVersion, ...user } = chosen;
+  return { user, password: password as PasswordCredential | null, roleRefs: { roleIds, groupIds, graphVersion: Number(graphVersion) } };
 }
 
 /** The user's password credential, and whether an OTP device exists (one round trip for a login). */

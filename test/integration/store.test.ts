@@ -4,6 +4,7 @@
 import crypto from 'node:crypto';
 
 import { sql } from 'kysely';
+import pg from 'pg';
 import type { AdapterPayload } from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -11,11 +12,12 @@ import { migrations } from '../../migrations/index.ts';
 import { verifyPassword, type StoredPassword } from '../../src/crypto/passwords.ts';
 import { createSecretBox } from '../../src/crypto/secret-box.ts';
 import { createAdapterClass, deleteExpiredPayloads } from '../../src/oidc/adapter.ts';
+import { RealmContext } from '../../src/realms/context.ts';
 import { ImportError, RealmExistsError, importRealm } from '../../src/realms/import.ts';
 import { loadRealmKeys, rotateRealmKey } from '../../src/realms/keys.ts';
 import { migrateToLatest, openStore, type Db, type Store } from '../../src/store/db.ts';
 import { deleteRetiredKeys } from '../../src/store/keys.ts';
-import { effectiveUserRoles, roleScopeIds, userGroupPaths } from '../../src/store/roles.ts';
+import { roleScopeIds, userGroupPaths } from '../../src/store/roles.ts';
 import { postgresForTests } from '../support/postgres.ts';
 import { createTestDatabase, type TestDatabase } from '../support/server.ts';
 
@@ -89,6 +91,45 @@ describe.skipIf(!postgresAdmin)('concurrent migrations (PostgreSQL)', () => {
       for (const s of stores) expect(await migrateToLatest(s.db)).toEqual([]);
     } finally {
       for (const s of stores) await s.close();
+      await fresh.drop();
+    }
+  });
+});
+
+// Role-graph writers bump the realm's version at commit (migrations/0008), so the version row's
+// lock is never held while a transaction goes on writing: two transactions creating the same
+// groups in opposite orders (as concurrent LDAP imports may) wait on each other at most once.
+describe.skipIf(!postgresAdmin)('role graph versions under concurrent writers (PostgreSQL)', () => {
+  it('lets two open transactions write groups of one realm in opposite orders, and bumps once per commit', async () => {
+    const fresh = await createTestDatabase(postgresAdmin);
+    const writer = await openStore({ databaseUrl: fresh.url, pgliteDir: 'memory://', poolSize: 2 });
+    const clients: pg.Client[] = [];
+    try {
+      await migrateToLatest(writer.db);
+      const { realmId } = await importRealm(writer.db, box, { realm: 'concurrent' });
+      const version = async () => Number((await writer.db.selectFrom('role_graph_versions').select('version').where('realm_id', '=', realmId).executeTakeFirstOrThrow()).version);
+      const start = await version();
+      for (let i = 0; i < 2; i++) {
+        const client = new pg.Client({ connectionString: fresh.url, query_timeout: 5_000 });
+        await client.connect();
+        clients.push(client);
+      }
+      const [a, b] = clients as [pg.Client, pg.Client];
+      const group = (client: pg.Client, name: string) => client.query(
+        `INSERT INTO groups (id, realm_id, parent_id, name, description, attributes) VALUES (gen_random_uuid(), $1, NULL, $2, NULL, '{}')
+         ON CONFLICT DO NOTHING`, [realmId, name]);
+      await a.query('BEGIN');
+      await b.query('BEGIN');
+      await group(a, 'x');
+      await group(b, 'y'); // would wait for a's version row if the bump came with the insert
+      const aSecond = group(a, 'y'); // waits for b's uncommitted 'y'
+      await b.query('COMMIT');
+      await aSecond;
+      await a.query('COMMIT');
+      expect(await version()).toBe(start + 2);
+    } finally {
+      for (const client of clients) await client.end();
+      await writer.close();
       await fresh.drop();
     }
   });
@@ -564,6 +605,9 @@ describe('signing keys', () => {
 describe('effective roles', () => {
   let realmId: string;
   let ids: Map<string, string>;
+  /** A realm context as the server keeps one: its role graph stays cached between calls. */
+  let realm: RealmContext;
+  const effectiveUserRoles = async (username: string) => realm.effectiveUserRoles(await userId(realmId, username));
 
   beforeAll(async () => {
     realmId = (await importRealm(db, box, {
@@ -605,24 +649,72 @@ describe('effective roles', () => {
     const roles = await db.selectFrom('roles').leftJoin('clients', 'clients.id', 'roles.client_id')
       .select(['roles.id', 'roles.name', 'clients.client_id']).where('roles.realm_id', '=', realmId).execute();
     ids = new Map(roles.map((r) => [`${r.client_id ?? ''}/${r.name}`, r.id]));
+    realm = await RealmContext.load(db, box, await db.selectFrom('realms').selectAll().where('id', '=', realmId).executeTakeFirstOrThrow());
   });
 
-  const names = (roles: Array<{ name: string; clientId: string | null }>): string[] =>
+  const names = (roles: ReadonlyArray<{ name: string; clientId: string | null }>): string[] =>
     roles.map((r) => `${r.clientId ?? ''}/${r.name}`).sort();
 
   it('inherits the roles of a subgroup and of every ancestor group', async () => {
-    expect(names(await effectiveUserRoles(db, await userId(realmId, 'alice'))))
-      .toEqual(['/child-role', '/parent-role', 'app/app-viewer']);
+    expect(names(await effectiveUserRoles('alice'))).toEqual(['/child-role', '/parent-role', 'app/app-viewer']);
     // Two levels below 'child': still gets child's and parent's roles.
-    expect(names(await effectiveUserRoles(db, await userId(realmId, 'carol'))))
-      .toEqual(['/child-role', '/parent-role', 'app/app-viewer']);
+    expect(names(await effectiveUserRoles('carol'))).toEqual(['/child-role', '/parent-role', 'app/app-viewer']);
     // Membership of the parent does not grant a subgroup's roles.
-    expect(names(await effectiveUserRoles(db, await userId(realmId, 'dave')))).toEqual(['/parent-role']);
+    expect(names(await effectiveUserRoles('dave'))).toEqual(['/parent-role']);
   });
 
-  it('expands composites transitively (three levels, into client roles)', async () => {
-    expect(names(await effectiveUserRoles(db, await userId(realmId, 'bob'))))
+  it('expands composites transitively (three levels, into client roles), realm roles first, each part by name', async () => {
+    expect((await effectiveUserRoles('bob')).map((r) => `${r.clientId ?? ''}/${r.name}`))
       .toEqual(['/r1', '/r2', '/r3', '/r4', 'app/app-admin']);
+  });
+
+  // The graph stays in memory; writes from anywhere (here plain SQL, as LDAP and Finesse sync
+  // write) bump the realm's graph version in the same transaction, and the next expansion reloads.
+  it('sees every change to roles, composites, groups and group roles made behind its back', async () => {
+    const version = async () => Number((await db.selectFrom('role_graph_versions').select('version').where('realm_id', '=', realmId).executeTakeFirstOrThrow()).version);
+    expect(names(await effectiveUserRoles('bob'))).toEqual(['/r1', '/r2', '/r3', '/r4', 'app/app-admin']);
+    const cached = await realm.roleGraph(0);
+
+    const start = await version();
+    await db.deleteFrom('role_composites').where('parent_id', '=', ids.get('/r2')!).where('child_id', '=', ids.get('/r3')!).execute();
+    expect(await version()).toBe(start + 1);
+    expect(names(await effectiveUserRoles('bob'))).toEqual(['/r1', '/r2']);
+    expect(await realm.roleGraph(0)).not.toBe(cached);
+    await db.insertInto('role_composites').values({ parent_id: ids.get('/r2')!, child_id: ids.get('/r3')! }).execute();
+    expect(names(await effectiveUserRoles('bob'))).toEqual(['/r1', '/r2', '/r3', '/r4', 'app/app-admin']);
+
+    // A client renamed: its roles carry the new clientId.
+    await db.updateTable('clients').set({ client_id: 'app-renamed' }).where('realm_id', '=', realmId).where('client_id', '=', 'app').execute();
+    expect(names(await effectiveUserRoles('bob'))).toContain('app-renamed/app-admin');
+    await db.updateTable('clients').set({ client_id: 'app' }).where('realm_id', '=', realmId).where('client_id', '=', 'app-renamed').execute();
+
+    // A role renamed; a new role mapped to a group; a group moved under another.
+    await db.updateTable('roles').set({ name: 'r4-renamed' }).where('id', '=', ids.get('/r4')!).execute();
+    expect(names(await effectiveUserRoles('bob'))).toContain('/r4-renamed');
+    await db.updateTable('roles').set({ name: 'r4' }).where('id', '=', ids.get('/r4')!).execute();
+    const other = (await db.selectFrom('groups').select('id').where('realm_id', '=', realmId).where('name', '=', 'other').executeTakeFirstOrThrow()).id;
+    await db.insertInto('group_roles').values({ group_id: other, role_id: ids.get('/unused')! }).execute();
+    expect(names(await effectiveUserRoles('carol'))).toEqual(['/child-role', '/parent-role', '/unused', 'app/app-viewer']);
+    const parent = (await db.selectFrom('groups').select('id').where('realm_id', '=', realmId).where('name', '=', 'parent').executeTakeFirstOrThrow()).id;
+    await db.updateTable('groups').set({ parent_id: parent }).where('id', '=', other).execute();
+    expect(names(await effectiveUserRoles('carol'))).toEqual(['/child-role', '/parent-role', '/unused', 'app/app-viewer']);
+    const before = await version();
+    await db.deleteFrom('group_roles').where('group_id', '=', other).execute();
+    await db.updateTable('groups').set({ parent_id: null }).where('id', '=', other).execute();
+    expect(await version()).toBe(before + 2);
+    expect(names(await effectiveUserRoles('carol'))).toEqual(['/child-role', '/parent-role', 'app/app-viewer']);
+
+    // A user's own mappings are read with every expansion, not cached.
+    await db.insertInto('user_roles').values({ user_id: await userId(realmId, 'dave'), role_id: ids.get('/r3')! }).execute();
+    expect(names(await effectiveUserRoles('dave'))).toEqual(['/parent-role', '/r3', '/r4', 'app/app-admin']);
+    await db.deleteFrom('user_roles').where('user_id', '=', await userId(realmId, 'dave')).execute();
+  });
+
+  it('keeps one version row per realm, gone with the realm', async () => {
+    const { realmId: doomed } = await importRealm(db, box, { realm: 'eff-doomed', roles: { realm: [{ name: 'a', composite: true, composites: { realm: ['b'] } }, { name: 'b' }] } });
+    expect(await db.selectFrom('role_graph_versions').select('version').where('realm_id', '=', doomed).executeTakeFirst()).toBeDefined();
+    await db.deleteFrom('realms').where('id', '=', doomed).execute();
+    expect(await db.selectFrom('role_graph_versions').select('version').where('realm_id', '=', doomed).executeTakeFirst()).toBeUndefined();
   });
 
   it('limits the role scope of a client to its scope mappings, composites expanded, plus its own roles', async () => {

@@ -14,9 +14,9 @@ import { matchingDevices, pendingRequiredActions } from '../../login/required-ac
 import { ACCESS_KEY_PATTERN, type AccessKeyFailure } from '../../access-keys/access-keys.ts';
 import { authenticateAccessKey } from '../../access-keys/key-lookup.ts';
 import type { ClientModel, RealmContext } from '../../realms/context.ts';
-import { effectiveUserRoles } from '../../store/roles.ts';
+import type { UserRoleRefs } from '../../store/roles.ts';
 import type { User } from '../../store/schema.ts';
-import { issueFirstTokens, startUserSession, TokenRequestError } from '../session-tokens.ts';
+import { issueFirstTokens, TokenRequestError } from '../session-tokens.ts';
 import { userTokenSubjectOf } from '../user-tokens.ts';
 import { grantRequestOf, type GrantRequest } from './grant-request.ts';
 
@@ -46,8 +46,9 @@ export async function passwordTokens(realm: RealmContext, record: GrantEvents, r
   const password = params.password ?? '';
 
   let user: { id: string };
-  /** The user row, when authenticating loaded it (the token subject then needs only the roles). */
+  /** The user row (and role ids), when authenticating loaded it: the token subject then needs no lookup. */
   let userRow: User | undefined;
+  let roleRefs: UserRoleRefs | undefined;
   let loginUsername = username;
   let details: Record<string, unknown>;
   if (ACCESS_KEY_PATTERN.test(username)) {
@@ -93,12 +94,13 @@ export async function passwordTokens(realm: RealmContext, record: GrantEvents, r
     }
     user = result.user;
     userRow = result.user;
+    roleRefs = result.roleRefs;
   }
 
   let started: StartedSession;
   try {
     started = await startSessionWithTokens(realm, {
-      issuer: request.issuer, client, userId: user.id, user: userRow, loginUsername,
+      issuer: request.issuer, client, userId: user.id, user: userRow, roleRefs, loginUsername,
       scope: params.scope ?? '', ipAddress,
     });
   } catch (error) {
@@ -151,16 +153,19 @@ export async function startSessionWithTokens(realm: RealmContext, s: {
   issuer: string; client: ClientModel; userId: string;
   /** The enabled user's row, just loaded by the caller: then only the roles are read again. */
   user?: User;
+  /** ...and their role and group ids, when loaded with it: then nothing is read again. */
+  roleRefs?: UserRoleRefs | undefined;
   loginUsername: string; scope: string; ipAddress: string;
 }): Promise<StartedSession> {
   const sessionId = crypto.randomUUID();
-  const data = s.user ? await userTokenSubjectOf(realm, s.client, { user: s.user, roles: await effectiveUserRoles(realm.db, s.user.id) }, s.scope) : undefined;
-  const session = await startUserSession(realm, {
+  const roles = s.user && (s.roleRefs ? await realm.effectiveRolesOf(s.roleRefs) : await realm.effectiveUserRoles(s.user.id));
+  const data = s.user && roles ? await userTokenSubjectOf(realm, s.client, { user: s.user, roles }, s.scope) : undefined;
+  const start = {
     id: sessionId, userId: s.userId, loginUsername: s.loginUsername, ipAddress: s.ipAddress, rememberMe: false,
     authTime: Math.floor(Date.now() / 1000),
-  });
+  };
   const issued = await issueFirstTokens({
-    realm, issuer: s.issuer, client: s.client, session, scope: s.scope, acr: '1', ipAddress: s.ipAddress, grantId: null,
+    realm, issuer: s.issuer, client: s.client, session: { start }, scope: s.scope, acr: '1', ipAddress: s.ipAddress, grantId: null,
     ...(data ? { data } : {}),
   });
   return { sessionId, body: issued.body };

@@ -99,7 +99,8 @@ export async function refreshUserTokens(realm: RealmContext, record: GrantEvents
     const refused = rotate ? await refuseRefreshToken(realm.db, use) : { ok: false as const, reason: 'no_client_session' as const };
     if (!refused.ok) return fail(REUSE_MESSAGES[refused.reason], 'invalid_token');
   }
-  const data = await userTokenSubjectOf(realm, client, refreshed.subject, scope);
+  const { user, roleRefs } = refreshed.subject;
+  const data = await userTokenSubjectOf(realm, client, { user, roles: await realm.effectiveRolesOf(roleRefs) }, scope);
 
   const req: UserTokenRequest = { realm, issuer, client, session, scope, acr: '1', ipAddress };
   const now = Math.floor(Date.now() / 1000);
