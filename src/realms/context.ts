@@ -181,16 +181,16 @@ export class RealmContext {
 
   /**
    * The realm's role graph, at least as new as `version` (read with the user's role ids): the
-   * cached one while it is, else a fresh load that replaces it (requests that find the same stale
-   * graph share one load).
+   * cached one while it is, else a load started after it was found stale, which sees everything
+   * committed before `version` was read (requests that find the same stale graph share it). Its
+   * own version is not compared again: a realm deleted meanwhile loads as version 0.
    */
   async roleGraph(version: number): Promise<RoleGraph> {
-    for (;;) {
-      const current = this.#roleGraph ??= this.#loadRoleGraph();
-      const graph = await current;
-      if (graph.version >= version) return graph;
-      if (this.#roleGraph === current) this.#roleGraph = this.#loadRoleGraph();
-    }
+    const current = this.#roleGraph ??= this.#loadRoleGraph();
+    const graph = await current;
+    if (graph.version >= version) return graph;
+    if (this.#roleGraph === current || this.#roleGraph === undefined) this.#roleGraph = this.#loadRoleGraph();
+    return this.#roleGraph;
   }
 
   #loadRoleGraph(): Promise<RoleGraph> {

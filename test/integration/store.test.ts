@@ -713,8 +713,14 @@ describe('effective roles', () => {
   it('keeps one version row per realm, gone with the realm', async () => {
     const { realmId: doomed } = await importRealm(db, box, { realm: 'eff-doomed', roles: { realm: [{ name: 'a', composite: true, composites: { realm: ['b'] } }, { name: 'b' }] } });
     expect(await db.selectFrom('role_graph_versions').select('version').where('realm_id', '=', doomed).executeTakeFirst()).toBeDefined();
+    const context = await RealmContext.load(db, box, await db.selectFrom('realms').selectAll().where('id', '=', doomed).executeTakeFirstOrThrow());
+    const before = await context.roleGraph(0);
     await db.deleteFrom('realms').where('id', '=', doomed).execute();
     expect(await db.selectFrom('role_graph_versions').select('version').where('realm_id', '=', doomed).executeTakeFirst()).toBeUndefined();
+    // A request that read a version before the realm went gets the (empty) graph as it is now.
+    const after = await context.roleGraph(before.version + 1);
+    expect(after.version).toBe(0);
+    expect(after.effectiveRoles([], [])).toEqual([]);
   });
 
   it('limits the role scope of a client to its scope mappings, composites expanded, plus its own roles', async () => {
