@@ -28,12 +28,24 @@ export type RoleGraphRow = {
   group_roles: Array<[string, string]>;
 };
 
-/** A user's direct role and group ids with the realm's graph version, read together. */
-const USER_ROLE_REFS = preparedStatement('user-role-refs', `
-  SELECT
-    ARRAY(SELECT role_id FROM user_roles WHERE user_id = $2) AS role_ids,
-    ARRAY(SELECT group_id FROM user_groups WHERE user_id = $2) AS group_ids,
-    coalesce((SELECT version FROM role_graph_versions WHERE realm_id = $1), 0) AS version`);
+/**
+ * Select-list columns for a user's direct role and group ids with the realm's graph version, for
+ * SQL expressions naming the user's id and realm id; read them back with roleRefsOf.
+ */
+export function roleRefColumns(userId: string, realmId: string): string {
+  return `ARRAY(SELECT role_id FROM user_roles WHERE user_id = ${userId}) AS role_ids,
+    ARRAY(SELECT group_id FROM user_groups WHERE user_id = ${userId}) AS group_ids,
+    coalesce((SELECT version FROM role_graph_versions WHERE realm_id = ${realmId}), 0) AS role_graph_version`;
+}
+
+/** The columns of roleRefColumns in a result row. */
+export type RoleRefRow = { role_ids: string[]; group_ids: string[]; role_graph_version: number };
+
+export function roleRefsOf(row: RoleRefRow): UserRoleRefs {
+  return { roleIds: row.role_ids, groupIds: row.group_ids, graphVersion: Number(row.role_graph_version) };
+}
+
+const USER_ROLE_REFS = preparedStatement('user-role-refs', `SELECT ${roleRefColumns('$2', '$1')}`);
 
 /** The realm's current graph version, for expansions that read no user (a group's roles). */
 export async function roleGraphVersion(db: Db, realmId: string): Promise<number> {
@@ -44,8 +56,8 @@ export async function roleGraphVersion(db: Db, realmId: string): Promise<number>
 export type UserRoleRefs = { roleIds: string[]; groupIds: string[]; graphVersion: number };
 
 export async function userRoleRefs(db: Db, realmId: string, userId: string): Promise<UserRoleRefs> {
-  const [row] = await runPrepared<{ role_ids: string[]; group_ids: string[]; version: number }>(db, USER_ROLE_REFS, [realmId, userId]);
-  return { roleIds: row?.role_ids ?? [], groupIds: row?.group_ids ?? [], graphVersion: Number(row?.version ?? 0) };
+  const [row] = await runPrepared<RoleRefRow>(db, USER_ROLE_REFS, [realmId, userId]);
+  return row ? roleRefsOf(row) : { roleIds: [], groupIds: [], graphVersion: 0 };
 }
 
 export async function loadRoleGraphRow(db: Db, realmId: string): Promise<RoleGraphRow> {

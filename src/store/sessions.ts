@@ -3,7 +3,7 @@
 import { sql } from 'kysely';
 
 import { preparedStatement, runPrepared, type Db } from './db.ts';
-import type { UserRoleRefs } from './roles.ts';
+import { roleRefColumns, roleRefsOf, type RoleRefRow, type UserRoleRefs } from './roles.ts';
 import type { ClientSession, User, UserSession } from './schema.ts';
 
 export type SessionKey = {
@@ -299,9 +299,7 @@ function sessionRefreshStatement(kind: RefreshClientSessionUse['kind']) {
     SELECT s.*,
       (SELECT row_to_json(subject) FROM subject) AS subject,
       ${set === undefined ? 'NULL::boolean' : 'EXISTS (SELECT 1 FROM client_session)'} AS client_session_used,
-      ARRAY(SELECT role_id FROM user_roles WHERE user_id = $4) AS role_ids,
-      ARRAY(SELECT group_id FROM user_groups WHERE user_id = $4) AS group_ids,
-      coalesce((SELECT version FROM role_graph_versions WHERE realm_id = $1), 0) AS role_graph_version
+      ${roleRefColumns('$4', '$1')}
     FROM session s`);
 }
 
@@ -311,12 +309,9 @@ const SESSION_REFRESH = {
   later: sessionRefreshStatement('later'),
 };
 
-type SessionRefreshRow = UserSession & {
+type SessionRefreshRow = UserSession & RoleRefRow & {
   subject: (Omit<User, 'created_at'> & { created_at: string }) | null;
   client_session_used: boolean | null;
-  role_ids: string[];
-  group_ids: string[];
-  role_graph_version: number;
 };
 
 /** Undefined when the session is gone, expired, revoked for this token or not the user's. */
@@ -332,10 +327,10 @@ export async function refreshUserSession(db: Db, r: SessionRefresh): Promise<Ref
   ];
   const [row] = await runPrepared<SessionRefreshRow>(db, SESSION_REFRESH[use.kind], parameters);
   if (!row) return undefined;
-  const { subject, client_session_used: clientSessionUsed, role_ids: roleIds, group_ids: groupIds, role_graph_version: graphVersion, ...session } = row;
+  const { subject, client_session_used: clientSessionUsed, role_ids, group_ids, role_graph_version, ...session } = row;
   return {
     session,
-    subject: subject ? { user: { ...subject, created_at: new Date(subject.created_at) }, roleRefs: { roleIds, groupIds, graphVersion: Number(graphVersion) } } : undefined,
+    subject: subject ? { user: { ...subject, created_at: new Date(subject.created_at) }, roleRefs: roleRefsOf({ role_ids, group_ids, role_graph_version }) } : undefined,
     clientSessionUsed: clientSessionUsed ?? undefined,
   };
 }

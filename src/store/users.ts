@@ -2,7 +2,7 @@ import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kyse
 import { jsonObjectFrom } from 'kysely/helpers/postgres';
 
 import type { Db } from './db.ts';
-import type { UserRoleRefs } from './roles.ts';
+import { roleRefColumns, roleRefsOf, type RoleRefRow, type UserRoleRefs } from './roles.ts';
 import type { Database, User } from './schema.ts';
 
 export function findUserById(db: Db, realmId: string, id: string): Promise<User | undefined> {
@@ -50,16 +50,12 @@ export async function findUserForPasswordLogin(db: Db, realmId: string, login: s
         .orderBy('c.priority').orderBy('c.created_at', 'desc').limit(1),
     ).as('password_credential'))
     // The token's roles, read now too: a successful login needs no further lookup before its tokens.
-    .select([
-      sql<string[]>`ARRAY(SELECT role_id FROM user_roles WHERE user_id = users.id)`.as('role_ids'),
-      sql<string[]>`ARRAY(SELECT group_id FROM user_groups WHERE user_id = users.id)`.as('group_ids'),
-      sql<number>`coalesce((SELECT version FROM role_graph_versions WHERE realm_id = users.realm_id), 0)`.as('role_graph_version'),
-    ])
+    .select(sql<RoleRefRow>`(SELECT to_json(r) FROM (SELECT ${sql.raw(roleRefColumns('users.id', 'users.realm_id'))}) r)`.as('role_refs'))
     .execute();
   const chosen = chosenLoginUser(rows, lower);
   if (!chosen) return undefined;
-  const { password_credential: password, role_ids: roleIds, group_ids: groupIds, role_graph_version: graphVersion, ...user } = chosen;
-  return { user, password: password as PasswordCredential | null, roleRefs: { roleIds, groupIds, graphVersion: Number(graphVersion) } };
+  const { password_credential: password, role_refs: roleRefs, ...user } = chosen;
+  return { user, password: password as PasswordCredential | null, roleRefs: roleRefsOf(roleRefs) };
 }
 
 /** The user's password credential, and whether an OTP device exists (one round trip for a login). */
