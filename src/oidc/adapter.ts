@@ -2,19 +2,39 @@
 // not stored here: the 'Client' model reads the clients table through the realm's client cache.
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
-import type { Db } from '../store/db.ts';
+import { preparedStatement, runPrepared, type Db } from '../store/db.ts';
 
 export type ClientLookup = (clientId: string) => Promise<AdapterPayload | undefined>;
 
 const expiresAt = (expiresIn: number | undefined): Date | null => (expiresIn ? new Date(Date.now() + expiresIn * 1000) : null);
 
-function live(row: { payload: unknown; expires_at: Date | null; consumed_at: Date | null } | undefined): AdapterPayload | undefined {
+type PayloadRow = { payload: unknown; expires_at: Date | null; consumed_at: Date | null };
+
+function live(row: PayloadRow | undefined): AdapterPayload | undefined {
   if (!row) return undefined;
   if (row.expires_at && row.expires_at.getTime() <= Date.now()) return undefined;
   const payload = row.payload as AdapterPayload;
   // oidc-provider learns a token was used from `consumed` in the payload.
   return row.consumed_at ? { ...payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : payload;
 }
+
+// Prepared on PostgreSQL (src/store/db.ts): a browser login runs about fifteen of these, and
+// unnamed statements spent more of the database's CPU in parse and plan than in execution.
+const UPSERT = preparedStatement('oidc-payload-upsert', `
+  INSERT INTO oidc_payloads (realm_id, model, id, payload, grant_id, uid, user_code, expires_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+  ON CONFLICT (realm_id, model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+    uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at`);
+
+const findBy = (column: 'id' | 'uid' | 'user_code') => preparedStatement(`oidc-payload-by-${column.replace('_', '-')}`, `
+  SELECT payload, expires_at, consumed_at FROM oidc_payloads WHERE realm_id = $1 AND model = $2 AND ${column} = $3`);
+const FIND_BY = { id: findBy('id'), uid: findBy('uid'), user_code: findBy('user_code') };
+
+// Only the first consumer sets the time, so a replay keeps the original consumption.
+const CONSUME = preparedStatement('oidc-payload-consume', `
+  UPDATE oidc_payloads SET consumed_at = now() WHERE realm_id = $1 AND model = $2 AND id = $3 AND consumed_at IS NULL`);
+
+const DESTROY = preparedStatement('oidc-payload-destroy', 'DELETE FROM oidc_payloads WHERE realm_id = $1 AND model = $2 AND id = $3');
 
 export function createAdapterClass(db: Db, realmId: string, findClient: ClientLookup): new (model: string) => Adapter {
   return class PostgresAdapter implements Adapter {
@@ -26,29 +46,17 @@ export function createAdapterClass(db: Db, realmId: string, findClient: ClientLo
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       if (this.model === 'Client') throw new Error('clients are managed through the Admin API, not dynamic registration');
-      const row = {
-        realm_id: realmId,
-        model: this.model,
-        id,
-        payload: JSON.stringify(payload),
+      await runPrepared(db, UPSERT, [
+        realmId, this.model, id, JSON.stringify(payload),
         // A Grant row carries its own id, so revokeByGrantId removes the grant with its tokens.
-        grant_id: payload.grantId ?? (this.model === 'Grant' ? id : null),
-        uid: payload.uid ?? null,
-        user_code: payload.userCode ?? null,
-        expires_at: expiresAt(expiresIn),
-      };
-      await db.insertInto('oidc_payloads').values(row)
-        .onConflict((oc) => oc.columns(['realm_id', 'model', 'id']).doUpdateSet({
-          payload: row.payload, grant_id: row.grant_id, uid: row.uid, user_code: row.user_code, expires_at: row.expires_at,
-        }))
-        .execute();
+        payload.grantId ?? (this.model === 'Grant' ? id : null),
+        payload.uid ?? null, payload.userCode ?? null, expiresAt(expiresIn),
+      ]);
     }
 
     /** One live row of this model by id, uid or user code. */
     async #findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
-      const row = await db.selectFrom('oidc_payloads').select(['payload', 'expires_at', 'consumed_at'])
-        .where('realm_id', '=', realmId).where('model', '=', this.model).where(column, '=', value)
-        .executeTakeFirst();
+      const [row] = await runPrepared<PayloadRow>(db, FIND_BY[column], [realmId, this.model, value]);
       return live(row);
     }
 
@@ -65,17 +73,11 @@ export function createAdapterClass(db: Db, realmId: string, findClient: ClientLo
     }
 
     async consume(id: string): Promise<void> {
-      // Only the first consumer sets the time, so a replay keeps the original consumption.
-      await db.updateTable('oidc_payloads').set({ consumed_at: new Date() })
-        .where('realm_id', '=', realmId).where('model', '=', this.model).where('id', '=', id)
-        .where('consumed_at', 'is', null)
-        .execute();
+      await runPrepared(db, CONSUME, [realmId, this.model, id]);
     }
 
     async destroy(id: string): Promise<void> {
-      await db.deleteFrom('oidc_payloads')
-        .where('realm_id', '=', realmId).where('model', '=', this.model).where('id', '=', id)
-        .execute();
+      await runPrepared(db, DESTROY, [realmId, this.model, id]);
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {

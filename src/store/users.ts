@@ -1,12 +1,26 @@
 import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
-import { jsonObjectFrom } from 'kysely/helpers/postgres';
 
-import type { Db } from './db.ts';
+import { preparedStatement, runPrepared, type Db } from './db.ts';
 import { roleRefColumns, roleRefsOf, type RoleRefRow, type UserRoleRefs } from './roles.ts';
-import type { Database, User } from './schema.ts';
+import type { Database, User, UserTable } from './schema.ts';
 
-export function findUserById(db: Db, realmId: string, id: string): Promise<User | undefined> {
-  return db.selectFrom('users').selectAll().where('realm_id', '=', realmId).where('id', '=', id).executeTakeFirst();
+// Every column of UserTable, named: prepared statements must not select `*` (a migration adding a
+// column would change a cached plan's result type under running servers). The record type makes
+// a column added to UserTable a compile error here until it is listed.
+const USER_COLUMN_SET: Record<keyof UserTable, true> = {
+  id: true, realm_id: true, username: true, email: true, email_verified: true, enabled: true, first_name: true, last_name: true,
+  federation_link: true, service_account_client_id: true, application: true, attributes: true, required_actions: true,
+  not_before: true, login_authenticator_id: true, created_at: true,
+};
+const userColumns = (table: string): string => Object.keys(USER_COLUMN_SET).map((column) => `${table}.${column}`).join(', ');
+
+// A login reads its user several times (authentication, the authorization resume, the code
+// exchange), so these two are prepared (src/store/db.ts).
+const USER_BY_ID = preparedStatement('user-by-id', `SELECT ${userColumns('users')} FROM users WHERE realm_id = $1 AND id = $2`);
+
+export async function findUserById(db: Db, realmId: string, id: string): Promise<User | undefined> {
+  const [user] = await runPrepared<User>(db, USER_BY_ID, [realmId, id]);
+  return user;
 }
 
 /** Users `login` may name: username (case-insensitive) or, when the realm allows it, e-mail. */
@@ -37,25 +51,33 @@ export async function findUserByLogin(db: Db, realmId: string, login: string, al
 export type PasswordCredential = { id: string; secret_data: string; credential_data: unknown; has_otp: boolean | number };
 
 /**
- * findUserByLogin plus the user's password credential (null: none), as findPasswordCredential
- * reads it: a password login costs one round trip before the hash check.
+ * The users a password login names (as loginCandidates) with each one's password credential (null:
+ * none, as findPasswordCredential reads it) and role ids: a login costs one round trip before the
+ * hash check, and a successful one needs no further lookup before its tokens.
  */
+const passwordLoginStatement = (allowEmail: boolean) => preparedStatement(`password-login-${allowEmail ? 'username-or-email' : 'username'}`, `
+  SELECT ${userColumns('users')},
+    (SELECT to_json(c) FROM (
+      SELECT c.id, c.secret_data, c.credential_data,
+        EXISTS (SELECT 1 FROM credentials otp WHERE otp.user_id = users.id AND otp.type = 'otp') AS has_otp
+      FROM credentials c WHERE c.user_id = users.id AND c.type = 'password'
+      ORDER BY c.priority, c.created_at DESC LIMIT 1) c) AS password_credential,
+    (SELECT to_json(r) FROM (SELECT ${roleRefColumns('users.id', 'users.realm_id')}) r) AS role_refs
+  FROM users
+  WHERE realm_id = $1 AND service_account_client_id IS NULL
+    AND (lower(username) = $2${allowEmail ? ' OR lower(email) = $2' : ''})
+  LIMIT 3`);
+const PASSWORD_LOGIN = { usernameOnly: passwordLoginStatement(false), usernameOrEmail: passwordLoginStatement(true) };
+
+type PasswordLoginRow = User & { password_credential: PasswordCredential | null; role_refs: RoleRefRow };
+
 export async function findUserForPasswordLogin(db: Db, realmId: string, login: string, allowEmail: boolean): Promise<{ user: User; password: PasswordCredential | null; roleRefs: UserRoleRefs } | undefined> {
   const lower = login.toLowerCase();
-  const rows = await loginCandidates(db, realmId, lower, allowEmail).selectAll('users')
-    .select((eb) => jsonObjectFrom(
-      eb.selectFrom('credentials as c').select(['c.id', 'c.secret_data', 'c.credential_data'])
-        .select((inner) => inner.exists(inner.selectFrom('credentials as otp').select('otp.id').whereRef('otp.user_id', '=', 'users.id').where('otp.type', '=', 'otp')).as('has_otp'))
-        .whereRef('c.user_id', '=', 'users.id').where('c.type', '=', 'password')
-        .orderBy('c.priority').orderBy('c.created_at', 'desc').limit(1),
-    ).as('password_credential'))
-    // The token's roles, read now too: a successful login needs no further lookup before its tokens.
-    .select(sql<RoleRefRow>`(SELECT to_json(r) FROM (SELECT ${sql.raw(roleRefColumns('users.id', 'users.realm_id'))}) r)`.as('role_refs'))
-    .execute();
+  const rows = await runPrepared<PasswordLoginRow>(db, allowEmail ? PASSWORD_LOGIN.usernameOrEmail : PASSWORD_LOGIN.usernameOnly, [realmId, lower]);
   const chosen = chosenLoginUser(rows, lower);
   if (!chosen) return undefined;
   const { password_credential: password, role_refs: roleRefs, ...user } = chosen;
-  return { user, password: password as PasswordCredential | null, roleRefs: roleRefsOf(roleRefs) };
+  return { user, password, roleRefs: roleRefsOf(roleRefs) };
 }
 
 /** The user's password credential, and whether an OTP device exists (one round trip for a login). */
