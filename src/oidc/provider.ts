@@ -8,6 +8,7 @@ import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { ssoSessionLifespans } from '../realms/settings.ts';
 import { findUserById } from '../store/users.ts';
 import { createAdapterClass } from './adapter.ts';
+import { createCookieSigner } from './cookie-signer.ts';
 import { accessTokenLifespan, clientAllowsOrigin, redirectUriMatches } from './client-policy.ts';
 import { completeCodeExchange, userAccessTokenPayload } from './code-exchange.ts';
 import { CLIENT_CREDENTIALS_PARAMETERS, clientCredentialsGrant } from './grants/client-credentials.ts';
@@ -92,7 +93,7 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     adapter: createAdapterClass(realm.db, realm.id, async (clientId) => (await realm.client(clientId))?.metadata as never),
     jwks: { keys: realm.keys.signing as never },
     cookies: {
-      keys: [realm.box.derive(`cookies:${realm.id}`).toString('base64url')],
+      keys: createCookieSigner(realm.box.derive(`cookies:${realm.id}`).toString('base64url')),
       long: { signed: true, httpOnly: true, sameSite: 'lax' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },
