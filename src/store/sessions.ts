@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import { preparedStatement, runPrepared, type Db } from './db.ts';
 import { roleRefColumns, roleRefsOf, type RoleRefRow, type UserRoleRefs } from './roles.ts';
 import type { ClientSession, User, UserSession } from './schema.ts';
+import { userColumns } from './users.ts';
 
 export type SessionKey = {
   realmId: string;
@@ -36,31 +37,58 @@ function expirySql(lifespans: SessionLifespans, startedAt: ReturnType<typeof sql
   return sql`least(${idle}, CAST(${startedAt} AS timestamptz) + make_interval(secs => ${lifespans.max}))`;
 }
 
+const SESSION_COLUMNS = 'id, offline, realm_id, user_id, login_username, ip_address, remember_me, auth_time, started_at, last_refresh_at, expires_at';
+
+/** `least(now + idle, started + max)` as SQL over parameters ($idle, $max), as expirySql; max 0 = no limit. */
+const expiryFor = (idle: string, max: string, startedAt = 'started_at') =>
+  `CASE WHEN ${max}::int > 0 THEN least(now() + make_interval(secs => ${idle}::int), ${startedAt} + make_interval(secs => ${max}::int)) ELSE now() + make_interval(secs => ${idle}::int) END`;
+
+// A (re)started client session: rotation starts over with the new refresh token's id.
+const clientSessionUpsert = (sessionId: string, offline: string, clientUuid: string, realmId: string, grantId: string, scope: string, jti: string) => `
+  INSERT INTO client_sessions (user_session_id, offline, client_id, realm_id, started_at, grant_id, scope, last_refresh_at,
+    current_refresh_jti, refresh_use_count, latest_refresh_jti, rotated_from_jti, rotated_at, successor_sealed)
+  VALUES (${sessionId}, ${offline}, ${clientUuid}, ${realmId}, now(), ${grantId}, ${scope}, now(), ${jti}, 0, ${jti}, NULL, NULL, NULL)
+  ON CONFLICT (user_session_id, offline, client_id) DO UPDATE SET grant_id = excluded.grant_id, scope = excluded.scope,
+    last_refresh_at = excluded.last_refresh_at, current_refresh_jti = excluded.current_refresh_jti, refresh_use_count = 0,
+    latest_refresh_jti = excluded.latest_refresh_jti, rotated_from_jti = NULL, rotated_at = NULL, successor_sealed = NULL`;
+
+/**
+ * Parameters: $1 id, $2 offline, $3 realm, $4 user, $5 login username, $6 ip address, $7 remember
+ * me, $8 auth time, $9/$10 idle/max lifespan. A renewal (same id) only takes a session of the same
+ * realm, and keeps its start.
+ */
+const userSessionUpsert = `
+  INSERT INTO user_sessions (${SESSION_COLUMNS})
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now(), ${expiryFor('$9', '$10', 'now()')})
+  ON CONFLICT (id, offline) DO UPDATE SET user_id = excluded.user_id, login_username = excluded.login_username,
+    ip_address = excluded.ip_address, remember_me = excluded.remember_me, auth_time = excluded.auth_time,
+    last_refresh_at = excluded.last_refresh_at, expires_at = ${expiryFor('$9', '$10', 'user_sessions.started_at')}
+  WHERE user_sessions.realm_id = excluded.realm_id
+  RETURNING ${SESSION_COLUMNS}`;
+
+const SAVE_USER_SESSION = preparedStatement('user-session-save', userSessionUpsert);
+
+// With a client: $11 client uuid, $12 grant id, $13 scope, $14 refresh token id. The session id
+// comes from the saved row: when the upsert saved nothing (an id of another realm's session) it
+// is NULL and the whole statement fails rather than join that session.
+const SAVE_USER_SESSION_WITH_CLIENT = preparedStatement('user-session-save-with-client', `
+  WITH saved AS (${userSessionUpsert}),
+  joined AS (${clientSessionUpsert('(SELECT id FROM saved)', '$2', '$11', '$3', '$12', '$13', '$14')})
+  SELECT * FROM saved`);
+
+const START_CLIENT_SESSION = preparedStatement('client-session-start', clientSessionUpsert('$1', '$2', '$3', '$4', '$5', '$6', '$7'));
+
 /**
  * Creates the session, or renews it when the same SSO session logs in again (prompt=login). With
  * `client`, the same statement (one round trip, one commit) starts that client's session in it.
  */
 export async function saveUserSession(db: Db, s: NewUserSession, client?: ClientSessionValues): Promise<UserSession> {
-  const now = new Date();
-  const saved = db.insertInto('user_sessions').values({
-    id: s.id, offline: s.offline, realm_id: s.realmId, user_id: s.userId, login_username: s.loginUsername,
-    ip_address: s.ipAddress, remember_me: s.rememberMe, auth_time: s.authTime, started_at: now, last_refresh_at: now,
-    expires_at: expirySql(s.lifespans, now) as never,
-  }).onConflict((oc) => oc.columns(['id', 'offline']).doUpdateSet({
-    user_id: s.userId, login_username: s.loginUsername, ip_address: s.ipAddress, remember_me: s.rememberMe,
-    auth_time: s.authTime, last_refresh_at: now,
-    expires_at: expirySql(s.lifespans, sql.ref('user_sessions.started_at') as never) as never,
-  }).where('user_sessions.realm_id', '=', s.realmId)).returningAll();
-  if (!client) return saved.executeTakeFirstOrThrow();
-  const values = clientSessionValues(client, now);
-  // The session id comes from the saved row: when the upsert saved nothing (an id of another
-  // realm's session) it is NULL and the whole statement fails rather than join that session.
-  return db.with('saved', () => saved)
-    .with('joined', (qb) => qb.insertInto('client_sessions').values({
-      user_session_id: sql<string>`(SELECT id FROM saved)`, offline: s.offline, client_id: client.clientUuid, realm_id: s.realmId,
-      started_at: now, ...values,
-    }).onConflict((oc) => oc.columns(['user_session_id', 'offline', 'client_id']).doUpdateSet(values)))
-    .selectFrom('saved').selectAll().executeTakeFirstOrThrow();
+  const session = [s.id, s.offline, s.realmId, s.userId, s.loginUsername, s.ipAddress, s.rememberMe, s.authTime, s.lifespans.idle, s.lifespans.max];
+  const [saved] = client
+    ? await runPrepared<UserSession>(db, SAVE_USER_SESSION_WITH_CLIENT, [...session, client.clientUuid, client.grantId, client.scope, client.refreshJti])
+    : await runPrepared<UserSession>(db, SAVE_USER_SESSION, session);
+  if (!saved) throw new Error(`user session ${s.id} belongs to another realm`);
+  return saved;
 }
 
 const alive = sql<boolean>`(expires_at IS NULL OR expires_at > now())`;
@@ -115,22 +143,9 @@ export type ClientSessionValues = {
 
 export type ClientSessionStart = SessionKey & ClientSessionValues;
 
-/** A (re)started client session: rotation starts over with this token. */
-function clientSessionValues(s: ClientSessionValues, now: Date) {
-  return {
-    grant_id: s.grantId, scope: s.scope, last_refresh_at: now,
-    current_refresh_jti: s.refreshJti, refresh_use_count: 0, latest_refresh_jti: s.refreshJti,
-    rotated_from_jti: null, rotated_at: null, successor_sealed: null,
-  };
-}
-
 /** A client joins a session (code to token, password grant): rotation starts over with this token. */
 export async function startClientSession(db: Db, s: ClientSessionStart): Promise<void> {
-  const now = new Date();
-  const values = clientSessionValues(s, now);
-  await db.insertInto('client_sessions').values({
-    user_session_id: s.id, offline: s.offline, client_id: s.clientUuid, realm_id: s.realmId, started_at: now, ...values,
-  }).onConflict((oc) => oc.columns(['user_session_id', 'offline', 'client_id']).doUpdateSet(values)).execute();
+  await runPrepared(db, START_CLIENT_SESSION, [s.id, s.offline, s.clientUuid, s.realmId, s.grantId, s.scope, s.refreshJti]);
 }
 
 export function findClientSession(db: Db, key: SessionKey, clientUuid: string): Promise<ClientSession | undefined> {
@@ -248,12 +263,6 @@ export type RefreshedSession = {
   clientSessionUsed: boolean | undefined;
 };
 
-const SESSION_COLUMNS = 'id, offline, realm_id, user_id, login_username, ip_address, remember_me, auth_time, started_at, last_refresh_at, expires_at';
-const USER_COLUMNS = 'id, realm_id, username, email, email_verified, enabled, first_name, last_name, federation_link, service_account_client_id, application, attributes, required_actions, not_before, login_authenticator_id, created_at';
-
-/** The expiry expression for lifespans in parameters ($idle, $max), as expirySql. */
-const expiryFor = (idle: string, max: string) =>
-  `CASE WHEN ${max}::int > 0 THEN least(now() + make_interval(secs => ${idle}::int), started_at + make_interval(secs => ${max}::int)) ELSE now() + make_interval(secs => ${idle}::int) END`;
 
 const CLIENT_SESSION_SET: Record<RefreshClientSessionUse['kind'], string | undefined> = {
   touch: 'SET last_refresh_at = now()',
@@ -294,7 +303,7 @@ function sessionRefreshStatement(kind: RefreshClientSessionUse['kind']) {
       RETURNING ${SESSION_COLUMNS}
     ),
     subject AS (
-      SELECT ${USER_COLUMNS} FROM users WHERE realm_id = $1 AND id = $4 AND enabled AND EXISTS (SELECT 1 FROM session)
+      SELECT ${userColumns('users')} FROM users WHERE realm_id = $1 AND id = $4 AND enabled AND EXISTS (SELECT 1 FROM session)
     )${clientSession}
     SELECT s.*,
       (SELECT row_to_json(subject) FROM subject) AS subject,

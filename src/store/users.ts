@@ -12,7 +12,7 @@ const USER_COLUMN_SET: Record<keyof UserTable, true> = {
   federation_link: true, service_account_client_id: true, application: true, attributes: true, required_actions: true,
   not_before: true, login_authenticator_id: true, created_at: true,
 };
-const userColumns = (table: string): string => Object.keys(USER_COLUMN_SET).map((column) => `${table}.${column}`).join(', ');
+export const userColumns = (table: string): string => Object.keys(USER_COLUMN_SET).map((column) => `${table}.${column}`).join(', ');
 
 // A login reads its user several times (authentication, the authorization resume, the code
 // exchange), so these two are prepared (src/store/db.ts).

@@ -18,6 +18,7 @@ import { loadRealmKeys, rotateRealmKey } from '../../src/realms/keys.ts';
 import { migrateToLatest, openStore, type Db, type Store } from '../../src/store/db.ts';
 import { deleteRetiredKeys } from '../../src/store/keys.ts';
 import { roleScopeIds, userGroupPaths } from '../../src/store/roles.ts';
+import { saveUserSession, startClientSession } from '../../src/store/sessions.ts';
 import { postgresForTests } from '../support/postgres.ts';
 import { createTestDatabase, type TestDatabase } from '../support/server.ts';
 
@@ -736,5 +737,71 @@ describe('effective roles', () => {
     expect(await userGroupPaths(db, await userId(realmId, 'alice'))).toEqual(['/parent/child']);
     expect(await userGroupPaths(db, await userId(realmId, 'carol'))).toEqual(['/other', '/parent/child/leaf']);
     expect(await userGroupPaths(db, await userId(realmId, 'bob'))).toEqual([]);
+  });
+});
+
+describe('user sessions', () => {
+  let realmA: string;
+  let realmB: string;
+  let userA: string;
+  let userB: string;
+  let appA: string;
+  let appB: string;
+
+  beforeAll(async () => {
+    const realm = (name: string) => ({
+      realm: name, clients: [{ clientId: 'app', secret: 's', standardFlowEnabled: false }], users: [{ username: 'u', enabled: true }],
+    });
+    realmA = (await importRealm(db, box, realm('sessions-a'))).realmId;
+    realmB = (await importRealm(db, box, realm('sessions-b'))).realmId;
+    [userA, userB] = await Promise.all([userId(realmA, 'u'), userId(realmB, 'u')]);
+    [appA, appB] = await Promise.all([clientUuid(realmA, 'app'), clientUuid(realmB, 'app')]);
+  });
+
+  const newSession = (realmId: string, user: string, id: string, lifespans = { idle: 1800, max: 36_000 }) => ({
+    id, offline: false, realmId, userId: user, loginUsername: 'u', ipAddress: '127.0.0.1', rememberMe: false, authTime: 1_700_000_000, lifespans,
+  });
+  const clientSession = (sessionId: string, clientUuid: string) => db.selectFrom('client_sessions').selectAll()
+    .where('user_session_id', '=', sessionId).where('client_id', '=', clientUuid).executeTakeFirst();
+  const seconds = (a: Date, b: Date) => Math.round((a.getTime() - b.getTime()) / 1000);
+
+  it('starts a session with its first client session in one statement, expiring after the idle lifespan', async () => {
+    const id = crypto.randomUUID();
+    const saved = await saveUserSession(db, newSession(realmA, userA, id), { clientUuid: appA, grantId: 'g1', scope: 'openid', refreshJti: 'jti-1' });
+    expect(saved).toMatchObject({ id, offline: false, realm_id: realmA, user_id: userA, login_username: 'u', auth_time: 1_700_000_000 });
+    expect(seconds(saved.expires_at!, saved.started_at)).toBe(1800);
+    expect(await clientSession(id, appA)).toMatchObject({ realm_id: realmA, grant_id: 'g1', scope: 'openid', current_refresh_jti: 'jti-1', latest_refresh_jti: 'jti-1', refresh_use_count: 0 });
+  });
+
+  it('renews a session (same id, same realm): keeps its start, caps the expiry at start + max, restarts the client\'s rotation', async () => {
+    const id = crypto.randomUUID();
+    const first = await saveUserSession(db, newSession(realmA, userA, id), { clientUuid: appA, grantId: 'g1', scope: 'openid', refreshJti: 'jti-1' });
+    await db.updateTable('client_sessions').set({ refresh_use_count: 3, rotated_from_jti: 'jti-0' }).where('user_session_id', '=', id).execute();
+    await sleep(20);
+    const renewed = await saveUserSession(db, { ...newSession(realmA, userA, id, { idle: 1800, max: 60 }), authTime: 1_700_000_100 }, { clientUuid: appA, grantId: 'g2', scope: 'openid email', refreshJti: 'jti-2' });
+    expect(renewed.started_at).toEqual(first.started_at);
+    expect(renewed.auth_time).toBe(1_700_000_100);
+    expect(seconds(renewed.expires_at!, first.started_at)).toBe(60);
+    expect(await clientSession(id, appA)).toMatchObject({ grant_id: 'g2', scope: 'openid email', current_refresh_jti: 'jti-2', refresh_use_count: 0, rotated_from_jti: null });
+  });
+
+  it('refuses the id of another realm\'s session, with or without a client, and leaves that session alone', async () => {
+    const id = crypto.randomUUID();
+    const original = await saveUserSession(db, newSession(realmA, userA, id), { clientUuid: appA, grantId: 'g1', scope: 'openid', refreshJti: 'jti-1' });
+    await expect(saveUserSession(db, newSession(realmB, userB, id))).rejects.toThrow();
+    await expect(saveUserSession(db, newSession(realmB, userB, id), { clientUuid: appB, grantId: 'gb', scope: 'openid', refreshJti: 'jti-b' })).rejects.toThrow();
+    const stored = await db.selectFrom('user_sessions').selectAll().where('id', '=', id).execute();
+    expect(stored).toEqual([original]);
+    expect(await clientSession(id, appB)).toBeUndefined();
+  });
+
+  it('joins a client to a live session, and restarts its rotation when it joins again', async () => {
+    const id = crypto.randomUUID();
+    await saveUserSession(db, newSession(realmA, userA, id));
+    expect(await clientSession(id, appA)).toBeUndefined();
+    await startClientSession(db, { realmId: realmA, id, offline: false, clientUuid: appA, grantId: null, scope: 'openid', refreshJti: 'j1' });
+    await db.updateTable('client_sessions').set({ refresh_use_count: 2, successor_sealed: 'sealed' }).where('user_session_id', '=', id).execute();
+    await startClientSession(db, { realmId: realmA, id, offline: false, clientUuid: appA, grantId: 'g', scope: 'openid profile', refreshJti: 'j2' });
+    expect(await clientSession(id, appA)).toMatchObject({ grant_id: 'g', scope: 'openid profile', current_refresh_jti: 'j2', latest_refresh_jti: 'j2', refresh_use_count: 0, successor_sealed: null });
   });
 });
