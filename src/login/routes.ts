@@ -171,9 +171,12 @@ export function createLoginRoutes(pages: LoginPages) {
     const common = { locale, csrf, actions, rememberMeAllowed: realm.settings.rememberMe, identityProviders };
 
     const finish = async (result: Record<string, unknown>): Promise<void> => {
-      const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+      // provider.interactionResult(..., { mergeWithLastSubmission: false }) on the interaction this
+      // request already read: it would read the interaction (and its session) again.
+      interaction.result = result;
+      await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
       ctx.status = 303;
-      ctx.redirect(returnTo);
+      ctx.redirect(interaction.returnTo);
     };
 
     let form: Record<string, unknown> = {};
@@ -303,10 +306,16 @@ export function createLoginRoutes(pages: LoginPages) {
     const { user, authenticator } = result;
     const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), authenticator) : [];
     const state: FlowState = { userId: user.id, username, rememberMe, amr: ['pwd'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [] };
-    await saveFlow(state);
     const actionPage: ActionPageContext = { pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer };
-    if (state.stage === 'actions') await recordLoginSuccess(realm.db, realm.id, user.id, authenticator.settings);
-    return state.stage === 'otp' ? renderOtp(actionPage) : continueFlow(state, actionPage);
+    // The flow state is saved before a page shows: the OTP page here, and continueFlow saves a
+    // state (none entered yet) before its first required action. A login that finishes now
+    // saves only its result.
+    if (state.stage === 'otp') {
+      await saveFlow(state);
+      return renderOtp(actionPage);
+    }
+    await recordLoginSuccess(realm.db, realm.id, user.id, authenticator.settings);
+    return continueFlow(state, actionPage);
 
     // --- steps after the password -------------------------------------------------------------
 
@@ -355,6 +364,7 @@ export function createLoginRoutes(pages: LoginPages) {
       return continueFlow(next, actionPage);
     }
 
+    /** Required actions, then the login's result. A state whose actions were entered is a saved one. */
     async function continueFlow(state: FlowState, actionPage: ActionPageContext): Promise<void> {
       const [current] = await pendingRequiredActions(realm, actionPage.user, actionPage.authenticator, undefined, { brokered: state.broker !== undefined });
       if (current === undefined) return finishLogin(state, actionPage.user);
