@@ -4,10 +4,10 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { ClientModel, RealmContext } from '../realms/context.ts';
-import { findLiveUserSession } from '../store/sessions.ts';
+import { findLiveSessionWithSubject } from '../store/sessions.ts';
 import type { UserSession } from '../store/schema.ts';
 import { issueFirstTokens, TokenRequestError } from './session-tokens.ts';
-import { accessTokenPayload, loadUserTokenSubject, type TokenSubjectData } from './user-tokens.ts';
+import { accessTokenPayload, userTokenSubjectOf, type TokenSubjectData } from './user-tokens.ts';
 
 type CodeLike = { scope?: string; acr?: string; nonce?: string; sessionUid?: string; grantId?: string; accountId?: string };
 
@@ -19,11 +19,14 @@ const prepared = new WeakMap<object, Prepared>();
 export async function userAccessTokenPayload(realm: RealmContext, client: ClientModel, ctx: KoaContextWithOIDC, token: { jti: string; sessionUid?: string; accountId?: string; iat?: number }): Promise<Record<string, unknown>> {
   const code = ctx.oidc.entities.AuthorizationCode as CodeLike | undefined;
   const sid = token.sessionUid ?? code?.sessionUid;
-  const session = sid ? await findLiveUserSession(realm.db, { realmId: realm.id, id: sid, offline: false }) : undefined;
-  if (!session || session.user_id !== token.accountId) throw new TokenRequestError('invalid_grant', 'Session not active');
+  // The session, its user and their role ids: one statement.
+  const found = sid ? await findLiveSessionWithSubject(realm.db, realm.id, sid) : undefined;
+  if (!found || found.session.user_id !== token.accountId) throw new TokenRequestError('invalid_grant', 'Session not active');
+  if (!found.subject) throw new TokenRequestError('invalid_grant', 'User disabled or not found');
+  const { session } = found;
   const scope = code?.scope ?? String(ctx.oidc.params?.scope ?? 'openid');
-  const data = await loadUserTokenSubject(realm, client, session.user_id, scope);
-  if (!data) throw new TokenRequestError('invalid_grant', 'User disabled or not found');
+  const { user, roleRefs } = found.subject;
+  const data = await userTokenSubjectOf(realm, client, { user, roles: await realm.effectiveRolesOf(roleRefs) }, scope);
   const acr = code?.acr ?? '1';
   const now = token.iat ?? Math.floor(Date.now() / 1000);
   const payload = accessTokenPayload({ realm, issuer: ctx.oidc.issuer, client, session, scope, acr, ipAddress: ctx.ip }, data, now, token.jti);

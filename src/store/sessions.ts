@@ -37,7 +37,8 @@ function expirySql(lifespans: SessionLifespans, startedAt: ReturnType<typeof sql
   return sql`least(${idle}, CAST(${startedAt} AS timestamptz) + make_interval(secs => ${lifespans.max}))`;
 }
 
-const SESSION_COLUMNS = 'id, offline, realm_id, user_id, login_username, ip_address, remember_me, auth_time, started_at, last_refresh_at, expires_at';
+const SESSION_COLUMN_NAMES = ['id', 'offline', 'realm_id', 'user_id', 'login_username', 'ip_address', 'remember_me', 'auth_time', 'started_at', 'last_refresh_at', 'expires_at'] as const;
+const SESSION_COLUMNS = SESSION_COLUMN_NAMES.join(', ');
 
 /** `least(now + idle, started + max)` as SQL over parameters ($idle, $max), as expirySql; max 0 = no limit. */
 const expiryFor = (idle: string, max: string, startedAt = 'started_at') =>
@@ -319,7 +320,7 @@ const SESSION_REFRESH = {
 };
 
 type SessionRefreshRow = UserSession & RoleRefRow & {
-  subject: (Omit<User, 'created_at'> & { created_at: string }) | null;
+  subject: SessionSubjectJson | null;
   client_session_used: boolean | null;
 };
 
@@ -337,12 +338,35 @@ export async function refreshUserSession(db: Db, r: SessionRefresh): Promise<Ref
   const [row] = await runPrepared<SessionRefreshRow>(db, SESSION_REFRESH[use.kind], parameters);
   if (!row) return undefined;
   const { subject, client_session_used: clientSessionUsed, role_ids, group_ids, role_graph_version, ...session } = row;
-  return {
-    session,
-    subject: subject ? { user: { ...subject, created_at: new Date(subject.created_at) }, roleRefs: roleRefsOf({ role_ids, group_ids, role_graph_version }) } : undefined,
-    clientSessionUsed: clientSessionUsed ?? undefined,
-  };
+  return { session, subject: sessionSubject(subject, { role_ids, group_ids, role_graph_version }), clientSessionUsed: clientSessionUsed ?? undefined };
 }
+
+/** The user of a session row (row_to_json: created_at comes as text) with their role refs. */
+function sessionSubject(user: SessionSubjectJson | null, refs: RoleRefRow): RefreshedSession['subject'] {
+  return user ? { user: { ...user, created_at: new Date(user.created_at) }, roleRefs: roleRefsOf(refs) } : undefined;
+}
+
+type SessionSubjectJson = Omit<User, 'created_at'> & { created_at: string };
+
+/**
+ * A live online session with its enabled user and role refs, in one statement: what the
+ * authorization-code exchange builds its tokens from.
+ */
+const LIVE_SESSION_WITH_SUBJECT = preparedStatement('live-session-with-subject', `
+  SELECT ${SESSION_COLUMN_NAMES.map((column) => `s.${column}`).join(', ')},
+    (SELECT row_to_json(u) FROM (SELECT ${userColumns('users')} FROM users WHERE realm_id = $1 AND id = s.user_id AND enabled) u) AS subject,
+    ${roleRefColumns('s.user_id', '$1')}
+  FROM user_sessions s
+  WHERE s.realm_id = $1 AND s.id = $2 AND NOT s.offline AND (s.expires_at IS NULL OR s.expires_at > now())`);
+
+export async function findLiveSessionWithSubject(db: Db, realmId: string, sessionId: string): Promise<Omit<RefreshedSession, 'clientSessionUsed'> | undefined> {
+  const [row] = await runPrepared<SessionWithSubjectRow>(db, LIVE_SESSION_WITH_SUBJECT, [realmId, sessionId]);
+  if (!row) return undefined;
+  const { subject, role_ids, group_ids, role_graph_version, ...session } = row;
+  return { session, subject: sessionSubject(subject, { role_ids, group_ids, role_graph_version }) };
+}
+
+type SessionWithSubjectRow = UserSession & RoleRefRow & { subject: SessionSubjectJson | null };
 
 /** Deletes sessions past their expiry (which already includes the idle grace). */
 export async function deleteExpiredSessions(db: Db, graceSeconds = 0): Promise<number> {

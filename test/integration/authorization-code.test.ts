@@ -296,6 +296,40 @@ describe('tokens of the authorization-code flow', () => {
     expect(await response.json()).toMatchObject({ error: 'invalid_grant' });
   });
 
+  /** A code for alice and webapp, and the user session its login started. */
+  async function codeAndSession(): Promise<{ code: string; flow: Flow; sessionId: string }> {
+    const flow = await authRequest(await webClient());
+    const { redirect } = await browserlessLogin(flow.url.href, ALICE.username, ALICE.password, flow.redirectUri);
+    const session = await server.store.db.selectFrom('user_sessions').select('id').where('user_id', '=', await userIdOf('alice'))
+      .orderBy('started_at', 'desc').limit(1).executeTakeFirstOrThrow();
+    return { code: callbackParams(redirect).get('code')!, flow, sessionId: session.id };
+  }
+
+  const exchangeRaw = (code: string, flow: Flow) => postForm(endpoint('token'), {
+    grant_type: 'authorization_code', redirect_uri: flow.redirectUri, code, code_verifier: flow.verifier,
+  }, { authorization: basicAuth('webapp', WEB_SECRET) });
+
+  it('refuses a code whose SSO session ended before the exchange', async () => {
+    const { code, flow, sessionId } = await codeAndSession();
+    await server.store.db.deleteFrom('user_sessions').where('id', '=', sessionId).execute();
+    const response = await exchangeRaw(code, flow);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({ error: 'invalid_grant', error_description: 'Session not active' });
+  });
+
+  it('refuses a code of a user disabled before the exchange', async () => {
+    const { code, flow } = await codeAndSession();
+    const aliceId = await userIdOf('alice');
+    await server.store.db.updateTable('users').set({ enabled: false }).where('id', '=', aliceId).execute();
+    try {
+      const response = await exchangeRaw(code, flow);
+      expect(response.status).toBe(400);
+      expect(await response.json()).toMatchObject({ error: 'invalid_grant' });
+    } finally {
+      await server.store.db.updateTable('users').set({ enabled: true }).where('id', '=', aliceId).execute();
+    }
+  });
+
   it('refreshes with openid-client and keeps the session', async () => {
     const { config, tokens } = await loginWith('webapp');
     const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token!);
