@@ -1,8 +1,8 @@
 // Signs oidc-provider's cookies (its `cookies.keys`, read by the `cookies` package) with what the
 // default Keygrip produces, HMAC-SHA1 in base64url, so cookies signed before an upgrade still
-// verify. Keygrip re-imports its key per HMAC and compares through tsscmp, two more HMACs under a
-// fresh random key; with Node 24's slow raw-key HMAC setup that was several percent of a browser
-// login's main-thread CPU. Here: one imported key, one HMAC, timingSafeEqual.
+// verify. Keygrip passes its key as a string to every HMAC and compares through tsscmp: two more
+// HMACs under a fresh random Buffer key, which Node 24 sets up about six times slower than an
+// imported KeyObject (~30 µs against ~5). Here: one imported key, one HMAC, timingSafeEqual.
 import crypto, { type KeyObject } from 'node:crypto';
 
 /** The interface `cookies` calls (Keygrip's): sign, verify, and index of the verifying key. */

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 
 import { preparedStatement, runPrepared, type Db } from './db.ts';
 import { roleRefColumns, roleRefsOf, type RoleRefRow, type UserRoleRefs } from './roles.ts';
-import type { ClientSession, User, UserSession } from './schema.ts';
+import type { ClientSession, User, UserSession, UserSessionTable } from './schema.ts';
 import { userColumns } from './users.ts';
 
 export type SessionKey = {
@@ -30,17 +30,18 @@ export type NewUserSession = SessionKey & {
   lifespans: SessionLifespans;
 };
 
-/** `least(now + idle, started + max)` as SQL, for inserts and refreshes alike. */
-function expirySql(lifespans: SessionLifespans, startedAt: ReturnType<typeof sql> | Date) {
-  const idle = sql`now() + make_interval(secs => ${lifespans.idle})`;
-  if (lifespans.max <= 0) return idle;
-  return sql`least(${idle}, CAST(${startedAt} AS timestamptz) + make_interval(secs => ${lifespans.max}))`;
-}
-
-const SESSION_COLUMN_NAMES = ['id', 'offline', 'realm_id', 'user_id', 'login_username', 'ip_address', 'remember_me', 'auth_time', 'started_at', 'last_refresh_at', 'expires_at'] as const;
+// Every user_sessions column, named for the prepared statements (see userColumns in users.ts).
+const SESSION_COLUMN_SET: Record<keyof UserSessionTable, true> = {
+  id: true, offline: true, realm_id: true, user_id: true, login_username: true, ip_address: true, remember_me: true,
+  auth_time: true, started_at: true, last_refresh_at: true, expires_at: true,
+};
+const SESSION_COLUMN_NAMES = Object.keys(SESSION_COLUMN_SET);
 const SESSION_COLUMNS = SESSION_COLUMN_NAMES.join(', ');
 
-/** `least(now + idle, started + max)` as SQL over parameters ($idle, $max), as expirySql; max 0 = no limit. */
+/**
+ * A session's expiry, `least(now + idle, started + max)`, over lifespan parameters ($idle, $max
+ * in seconds; max 0 = no limit): for inserts, renewals and refreshes alike.
+ */
 const expiryFor = (idle: string, max: string, startedAt = 'started_at') =>
   `CASE WHEN ${max}::int > 0 THEN least(now() + make_interval(secs => ${idle}::int), ${startedAt} + make_interval(secs => ${max}::int)) ELSE now() + make_interval(secs => ${idle}::int) END`;
 
@@ -59,7 +60,7 @@ const clientSessionUpsert = (sessionId: string, offline: string, clientUuid: str
  * realm, and keeps its start.
  */
 const userSessionUpsert = `
-  INSERT INTO user_sessions (${SESSION_COLUMNS})
+  INSERT INTO user_sessions (id, offline, realm_id, user_id, login_username, ip_address, remember_me, auth_time, started_at, last_refresh_at, expires_at)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now(), ${expiryFor('$9', '$10', 'now()')})
   ON CONFLICT (id, offline) DO UPDATE SET user_id = excluded.user_id, login_username = excluded.login_username,
     ip_address = excluded.ip_address, remember_me = excluded.remember_me, auth_time = excluded.auth_time,
@@ -105,6 +106,14 @@ export function findLiveUserSession(db: Db, key: SessionKey): Promise<UserSessio
     .where(alive).where(notBeforeAllows(key.tokenIssuedAt)).executeTakeFirst();
 }
 
+// $8: the presented token's iat, or NULL when there is none (then users.not_before cannot refuse).
+const TOUCH_USER_SESSION = preparedStatement('user-session-touch', `
+  UPDATE user_sessions SET last_refresh_at = now(),
+    expires_at = CASE WHEN remember_me THEN ${expiryFor('$6', '$7')} ELSE ${expiryFor('$4', '$5')} END
+  WHERE realm_id = $1 AND id = $2 AND offline = $3 AND (expires_at IS NULL OR expires_at > now())
+    AND NOT EXISTS (SELECT 1 FROM users nb WHERE nb.id = user_sessions.user_id AND nb.not_before > $8::bigint)
+  RETURNING ${SESSION_COLUMNS}`);
+
 /**
  * Marks activity on a live session (SSO reuse, refresh) and pushes its idle expiry out.
  * Returns undefined when the session is gone or expired. `lifespans` picks the remember-me
@@ -113,15 +122,10 @@ export function findLiveUserSession(db: Db, key: SessionKey): Promise<UserSessio
 export async function touchUserSession(db: Db, key: SessionKey, lifespans: (rememberMe: boolean) => SessionLifespans): Promise<UserSession | undefined> {
   const normal = lifespans(false);
   const remembered = lifespans(true);
-  const started = sql.ref('started_at');
-  return db.updateTable('user_sessions')
-    .set({
-      last_refresh_at: sql`now()` as never,
-      expires_at: sql`CASE WHEN remember_me THEN ${expirySql(remembered, started as never)} ELSE ${expirySql(normal, started as never)} END` as never,
-    })
-    .where('realm_id', '=', key.realmId).where('id', '=', key.id).where('offline', '=', key.offline)
-    .where(alive).where(notBeforeAllows(key.tokenIssuedAt))
-    .returningAll().executeTakeFirst();
+  const [session] = await runPrepared<UserSession>(db, TOUCH_USER_SESSION, [
+    key.realmId, key.id, key.offline, normal.idle, normal.max, remembered.idle, remembered.max, key.tokenIssuedAt ?? null,
+  ]);
+  return session;
 }
 
 /** Ends a session with its client sessions; returns the oidc-provider grants they held. */
