@@ -7,7 +7,7 @@ import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { findLiveSessionWithSubject } from '../store/sessions.ts';
 import type { UserSession } from '../store/schema.ts';
 import { issueFirstTokens, TokenRequestError } from './session-tokens.ts';
-import { accessTokenPayload, userTokenSubjectOf, type TokenSubjectData } from './user-tokens.ts';
+import { accessTokenPayload, userTokenSubjectOfRefs, type TokenSubjectData } from './user-tokens.ts';
 
 type CodeLike = { scope?: string; acr?: string; nonce?: string; sessionUid?: string; grantId?: string; accountId?: string };
 
@@ -25,8 +25,7 @@ export async function userAccessTokenPayload(realm: RealmContext, client: Client
   if (!found.subject) throw new TokenRequestError('invalid_grant', 'User disabled or not found');
   const { session } = found;
   const scope = code?.scope ?? String(ctx.oidc.params?.scope ?? 'openid');
-  const { user, roleRefs } = found.subject;
-  const data = await userTokenSubjectOf(realm, client, { user, roles: await realm.effectiveRolesOf(roleRefs) }, scope);
+  const data = await userTokenSubjectOfRefs(realm, client, found.subject, scope);
   const acr = code?.acr ?? '1';
   const now = token.iat ?? Math.floor(Date.now() / 1000);
   const payload = accessTokenPayload({ realm, issuer: ctx.oidc.issuer, client, session, scope, acr, ipAddress: ctx.ip }, data, now, token.jti);

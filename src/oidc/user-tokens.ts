@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 
 import type { ClientModel, ClientScopeModel, RealmContext } from '../realms/context.ts';
 import { offlineSessionLifespans, ssoSessionLifespans, SESSION_IDLE_GRACE_SECONDS } from '../realms/settings.ts';
-import type { EffectiveRole } from '../store/roles.ts';
+import type { EffectiveRole, UserRoleRefs } from '../store/roles.ts';
 import type { User, UserSession } from '../store/schema.ts';
 import { accessTokenLifespan } from './client-policy.ts';
 import { grantedScopes, loadSubject, mappersFor, scopeString, subjectOf, tokenClaims, type SubjectBase } from './keycloak-token.ts';
@@ -43,6 +43,11 @@ export async function userTokenSubjectOf(realm: RealmContext, client: ClientMode
   const scopes = grantedScopes(client, scope);
   const mappers = mappersFor(client, scopes);
   return { scopes, mappers, subject: await subjectOf(realm, client, loaded.user, loaded.roles, scopes, mappers) };
+}
+
+/** As userTokenSubjectOf, for a user read with their role and group ids (expanded through the role graph). */
+export async function userTokenSubjectOfRefs(realm: RealmContext, client: ClientModel, loaded: { user: User; roleRefs: UserRoleRefs }, scope: string): Promise<TokenSubjectData> {
+  return userTokenSubjectOf(realm, client, { user: loaded.user, roles: await realm.effectiveRolesOf(loaded.roleRefs) }, scope);
 }
 
 /** Every granted scope name (the refresh token's `scope`, which the next refresh keeps). */

@@ -23,37 +23,23 @@ export async function findUserById(db: Db, realmId: string, id: string): Promise
   return user;
 }
 
-/** Users `login` may name: username (case-insensitive) or, when the realm allows it, e-mail. */
-function loginCandidates(db: Db, realmId: string, lower: string, allowEmail: boolean) {
-  return db.selectFrom('users')
-    .where('realm_id', '=', realmId)
-    .where('service_account_client_id', 'is', null)
-    .where((eb) => allowEmail
-      ? eb.or([eb(eb.fn('lower', ['username']), '=', lower), eb(eb.fn('lower', ['email']), '=', lower)])
-      : eb(eb.fn('lower', ['username']), '=', lower))
-    .limit(3);
-}
-
 /** A username match wins; an e-mail shared by several users (duplicateEmailsAllowed) names nobody. */
 function chosenLoginUser<T extends { username: string }>(rows: T[], lower: string): T | undefined {
   return rows.find((u) => u.username.toLowerCase() === lower) ?? (rows.length === 1 ? rows[0] : undefined);
 }
 
-/**
- * A user who may log in with `login`: username (case-insensitive) or, when the realm allows it,
- * e-mail. Service-account users never log in interactively.
- */
+/** A user who may log in with `login` (see findUserForPasswordLogin), without the rest. */
 export async function findUserByLogin(db: Db, realmId: string, login: string, allowEmail: boolean): Promise<User | undefined> {
-  const lower = login.toLowerCase();
-  return chosenLoginUser(await loginCandidates(db, realmId, lower, allowEmail).selectAll().execute(), lower);
+  return (await findUserForPasswordLogin(db, realmId, login, allowEmail))?.user;
 }
 
 export type PasswordCredential = { id: string; secret_data: string; credential_data: unknown; has_otp: boolean | number };
 
 /**
- * The users a password login names (as loginCandidates) with each one's password credential (null:
- * none, as findPasswordCredential reads it) and role ids: a login costs one round trip before the
- * hash check, and a successful one needs no further lookup before its tokens.
+ * The users `login` names: username (case-insensitive) or, when the realm allows it, e-mail;
+ * service accounts never log in interactively. With each one's password credential (null: none,
+ * as findPasswordCredential reads it) and role ids: a login costs one round trip before the hash
+ * check, and a successful one needs no further lookup before its tokens.
  */
 const passwordLoginStatement = (allowEmail: boolean) => preparedStatement(`password-login-${allowEmail ? 'username-or-email' : 'username'}`, `
   SELECT ${userColumns('users')},

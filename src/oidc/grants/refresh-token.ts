@@ -11,7 +11,7 @@ import type { ClientModel, RealmContext } from '../../realms/context.ts';
 import { offlineSessionLifespans, refreshReuseGraceSeconds, ssoSessionLifespans } from '../../realms/settings.ts';
 import { refreshUserSession, refuseRefreshToken, useRefreshToken } from '../../store/sessions.ts';
 import { signRefreshToken, verifyRefreshToken } from '../realm-jwt.ts';
-import { issueUserTokens, refreshTokenPayload, userTokenSubjectOf, type UserTokenRequest } from '../user-tokens.ts';
+import { issueUserTokens, refreshTokenPayload, userTokenSubjectOfRefs, type UserTokenRequest } from '../user-tokens.ts';
 import { grantRequestOf, type GrantRequest } from './grant-request.ts';
 import { oauthError, type GrantEvents } from './password.ts';
 
@@ -99,8 +99,7 @@ export async function refreshUserTokens(realm: RealmContext, record: GrantEvents
     const refused = rotate ? await refuseRefreshToken(realm.db, use) : { ok: false as const, reason: 'no_client_session' as const };
     if (!refused.ok) return fail(REUSE_MESSAGES[refused.reason], 'invalid_token');
   }
-  const { user, roleRefs } = refreshed.subject;
-  const data = await userTokenSubjectOf(realm, client, { user, roles: await realm.effectiveRolesOf(roleRefs) }, scope);
+  const data = await userTokenSubjectOfRefs(realm, client, refreshed.subject, scope);
 
   const req: UserTokenRequest = { realm, issuer, client, session, scope, acr: '1', ipAddress };
   const now = Math.floor(Date.now() / 1000);
