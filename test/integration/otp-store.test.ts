@@ -12,8 +12,8 @@ import {
   listOtpDevices, newOtpCredentialData, otpCode, storeOtpCredential, verifyOtp, type OtpCredentialData,
 } from '../../src/login/otp.ts';
 import { importRealm } from '../../src/realms/import.ts';
-import { migrateToLatest, openStore, type Db, type Store } from '../../src/store/db.ts';
-import { createTestDatabase, type TestDatabase } from '../support/server.ts';
+import type { Db, Store } from '../../src/store/db.ts';
+import { createTestDatabase, openTestStore, type TestDatabase } from '../support/server.ts';
 
 const box = createSecretBox(crypto.randomBytes(32));
 let database: TestDatabase;
@@ -23,9 +23,8 @@ let realmId: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  store = await openStore({ databaseUrl: database.url, pgliteDir: 'memory://' });
+  store = await openTestStore(database.url);
   db = store.db;
-  await migrateToLatest(db);
   realmId = newId();
   await db.insertInto('realms').values({ id: realmId, name: 'otp', display_name: 'OTP Realm', settings: '{}' }).execute();
 });

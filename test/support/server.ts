@@ -1,10 +1,12 @@
 // Starts a real Cloakroom server on a random loopback port with its own database: a fresh
 // PostgreSQL database when DATABASE_URL is set, an in-memory PGlite otherwise.
 import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 import pg from 'pg';
+import { inject } from 'vitest';
 
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -40,6 +42,24 @@ export async function createTestDatabase(adminUrl = postgresAdminUrl()): Promise
   };
 }
 
+/**
+ * A migrated store on the test database: PostgreSQL at `url`, or an in-memory PGlite started from
+ * the migrated image test/support/pglite-image.ts made for this run.
+ */
+export async function openTestStore(url: string | undefined): Promise<Store> {
+  if (url) {
+    const store = await openStore({ databaseUrl: url, pgliteDir: 'memory://' });
+    await migrateToLatest(store.db);
+    return store;
+  }
+  const imagePath = inject('pgliteImagePath');
+  const pgliteImage = imagePath ? new Blob([await fs.readFile(imagePath)]) : undefined;
+  const store = await openStore({ databaseUrl: undefined, pgliteDir: 'memory://', pgliteImage });
+  // Nothing to do when started from the image; a no-op check of the applied list.
+  await migrateToLatest(store.db);
+  return store;
+}
+
 export type TestServer = RunningServer & {
   config: Config;
   database: TestDatabase;
@@ -68,10 +88,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...options.env,
   });
   let store: Store | undefined;
-  if (!database.url) {
-    store = await openStore({ databaseUrl: undefined, pgliteDir: 'memory://' });
-    await migrateToLatest(store.db);
-  }
+  if (!database.url) store = await openTestStore(undefined);
   const server = await startServer(config, { logger: createLogger(config.logLevel), ...(store ? { store } : {}) });
   return {
     ...server,
