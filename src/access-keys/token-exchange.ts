@@ -12,6 +12,7 @@ import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 
 import type { LoginEvent } from '../events/events.ts';
+import { readBasicAuthorization } from '../http/basic-auth.ts';
 import { BodyError, readForm, readJson, singleValued } from '../http/body.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -70,20 +71,6 @@ function send(ctx: Context, answer: Answer): void {
   for (const [name, value] of Object.entries(answer.headers ?? {})) ctx.set(name, value);
 }
 
-/** The client id of an HTTP Basic header (RFC 6749 2.3.1 form-encoding), if it is one. */
-function basicClientId(authorization: string): string | undefined {
-  const [scheme, value] = authorization.split(' ');
-  if (scheme?.toLowerCase() !== 'basic' || !value) return undefined;
-  const decoded = Buffer.from(value, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon === -1) return undefined;
-  try {
-    return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
-  } catch {
-    return undefined;
-  }
-}
-
 export class AccessKeyTokens {
   readonly #services: AccessKeyTokenServices;
 
@@ -99,7 +86,8 @@ export class AccessKeyTokens {
    */
   async tokenEndpoint(ctx: Context, realm: RealmContext, issuer: string, parsed: querystring.ParsedUrlQuery): Promise<boolean> {
     const authorization = ctx.get('authorization') || undefined;
-    const clientId = authorization !== undefined ? basicClientId(authorization) : parsed.client_id;
+    const basic = authorization !== undefined ? readBasicAuthorization(authorization) : undefined;
+    const clientId = basic === undefined ? parsed.client_id : 'error' in basic ? undefined : basic.clientId;
     if (typeof clientId !== 'string' || !(await this.#isKeyId(realm, clientId))) return false;
     let form: Record<string, unknown>;
     try {

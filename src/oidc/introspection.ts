@@ -4,6 +4,7 @@
 import type { JWTPayload } from 'jose';
 
 import { safeEqual } from '../crypto/random.ts';
+import { readBasicAuthorization } from '../http/basic-auth.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { findClientSession, findLiveUserSession } from '../store/sessions.ts';
 import { verifyRealmSignedToken, verifyRefreshToken } from './realm-jwt.ts';
@@ -23,18 +24,10 @@ export function readClientCredentials(authorization: string | undefined, form: R
   const bodyId = typeof form.client_id === 'string' ? form.client_id : undefined;
   const bodySecret = typeof form.client_secret === 'string' ? form.client_secret : undefined;
   if (authorization !== undefined) {
-    const [scheme, value] = authorization.split(' ');
-    if (scheme?.toLowerCase() !== 'basic' || !value) return oauthError(400, 'invalid_request', 'invalid authorization header value format');
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    if (colon === -1) return oauthError(400, 'invalid_request', 'invalid authorization header value format');
+    const basic = readBasicAuthorization(authorization);
+    if ('error' in basic) return oauthError(400, 'invalid_request', basic.error);
     if (bodySecret !== undefined) return oauthError(400, 'invalid_request', 'client authentication must only be provided using one mechanism');
-    try {
-      const decode = (s: string): string => decodeURIComponent(s.replace(/\+/g, ' '));
-      return { clientId: decode(decoded.slice(0, colon)), clientSecret: decode(decoded.slice(colon + 1)) };
-    } catch {
-      return oauthError(400, 'invalid_request', 'client_id and client_secret in the authorization header are not properly encoded');
-    }
+    return { clientId: basic.clientId, clientSecret: basic.secret };
   }
   if (bodyId !== undefined && bodySecret !== undefined) return { clientId: bodyId, clientSecret: bodySecret };
   return undefined;

@@ -8,6 +8,7 @@
 import { errors } from 'oidc-provider';
 
 import { safeEqual } from '../crypto/random.ts';
+import { readBasicAuthorization } from '../http/basic-auth.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { CLIENT_CREDENTIALS_PARAMETERS, clientCredentialsTokens } from './grants/client-credentials.ts';
 import type { GrantRequest } from './grants/grant-request.ts';
@@ -25,9 +26,6 @@ const GRANT_PARAMETERS = new Map<string, string[]>([
 /** oidc-provider's scope syntax (RFC 6749 3.3); anything else is its invalid_scope to answer. */
 const SCOPE_SYNTAX = /^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/;
 
-/** Printable ASCII, as oidc-provider requires of Basic credentials. */
-const VSCHAR = /^[\x20-\x7E]*$/;
-
 export type DirectTokenRequest = { grantType: string; request: GrantRequest };
 
 type Credentials = { clientId: string; secret: string | undefined };
@@ -41,23 +39,10 @@ function credentialsOf(authorization: string | undefined, form: Record<string, s
     return bodyId === undefined ? undefined : { clientId: bodyId, secret: bodySecret };
   }
   if (bodySecret !== undefined) return undefined;
-  const [scheme, value, extra] = authorization.split(' ');
-  if (scheme?.toLowerCase() !== 'basic' || !value || extra !== undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(value)) return undefined;
-  const basic = Buffer.from(value, 'base64').toString('utf8');
-  const colon = basic.indexOf(':');
-  if (colon === -1) return undefined;
-  let clientId: string;
-  let secret: string;
-  try {
-    const decode = (s: string): string => decodeURIComponent(s.replace(/\+/g, '%20'));
-    clientId = decode(basic.slice(0, colon));
-    secret = decode(basic.slice(colon + 1));
-  } catch {
-    return undefined;
-  }
-  if (!VSCHAR.test(clientId) || !VSCHAR.test(secret) || !clientId || !secret) return undefined;
-  if (bodyId !== undefined && bodyId !== clientId) return undefined;
-  return { clientId, secret };
+  const basic = readBasicAuthorization(authorization);
+  if ('error' in basic || !basic.clientId || !basic.secret) return undefined;
+  if (bodyId !== undefined && bodyId !== basic.clientId) return undefined;
+  return basic;
 }
 
 /** The client, when these credentials authenticate it the way its registration says. */

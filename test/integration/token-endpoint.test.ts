@@ -139,6 +139,40 @@ describe('answers as oidc-provider does', () => {
   });
 });
 
+describe('HTTP Basic client credentials (src/http/basic-auth.ts)', () => {
+  const protocol = () => tokenUrl.replace(/\/token$/, '');
+  const encoded = (raw: string) => `Basic ${Buffer.from(raw).toString('base64')}`;
+  const MALFORMED = { error: 'invalid_request', error_description: 'invalid authorization header value format' };
+  const BADLY_ENCODED = { error: 'invalid_request', error_description: 'client_id and client_secret in the authorization header are not properly encoded' };
+
+  it.each([
+    ['another scheme', `Bearer ${Buffer.from(`app:${secret}`).toString('base64')}`, MALFORMED],
+    ['an extra part', `${basicAuth('app', secret)} more`, MALFORMED],
+    ['base64 with wrong padding', 'Basic YXBwOnNlY3JldA=', MALFORMED],
+    ['no colon', encoded('app'), MALFORMED],
+    ['broken percent-encoding', encoded('app:%E0%A4%A'), BADLY_ENCODED],
+    ['a character outside printable ASCII', encoded('app:caf%C3%A9'), BADLY_ENCODED],
+  ])('the token endpoint (both paths), introspection and revocation refuse %s alike', async (_name, authorization, expected) => {
+    const { hot, provider } = await both({ grant_type: 'client_credentials' }, { authorization });
+    for (const answer of [hot, provider]) {
+      expect(answer.status).toBe(400);
+      expect(answer.body).toEqual(expected);
+    }
+    for (const endpoint of ['token/introspect', 'revoke']) {
+      const res = await postForm(`${protocol()}/${endpoint}`, { token: 'x' }, { authorization });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual(expected);
+    }
+  });
+
+  it('reads a form-encoded client id and secret', async () => {
+    const { hot } = await both({ grant_type: 'client_credentials' }, { authorization: encoded(`app:${encodeURIComponent(secret)}`) });
+    expect(hot.status).toBe(200);
+    const introspected = await postForm(`${protocol()}/token/introspect`, { token: String(hot.body.access_token) }, { authorization: encoded(`app:${secret}`) });
+    expect(await introspected.json()).toMatchObject({ active: true, client_id: 'app' });
+  });
+});
+
 describe('events and metrics of the hot path', () => {
   it('records CLIENT_LOGIN, LOGIN, REFRESH_TOKEN and their errors, and counts tokens issued', async () => {
     await server.store.db.deleteFrom('events').execute();
