@@ -9,6 +9,18 @@ import type { UserSession } from '../store/schema.ts';
 import { issueFirstTokens, TokenRequestError } from './session-tokens.ts';
 import { accessTokenPayload, userTokenSubjectOfRefs, type TokenSubjectData } from './user-tokens.ts';
 
+/** An authorization-code exchange at the token endpoint: completed by completeCodeExchange. */
+export function isCodeExchange(ctx: KoaContextWithOIDC): boolean {
+  return ctx.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'authorization_code';
+}
+
+/**
+ * What oidc-provider's ID token of a code exchange is replaced by while it builds its response:
+ * completeCodeExchange answers with Cloakroom's own ID token, so signing oidc-provider's (an RSA
+ * signature per login) would be wasted. It never leaves the server.
+ */
+export const REPLACED_ID_TOKEN = 'replaced-by-complete-code-exchange';
+
 type CodeLike = { scope?: string; acr?: string; nonce?: string; sessionUid?: string; grantId?: string; accountId?: string };
 
 /** What the access-token customizer computed, reused by the response step of the same request. */
@@ -34,13 +46,15 @@ export async function userAccessTokenPayload(realm: RealmContext, client: Client
 }
 
 /** Completes a successful code exchange's response (ctx.body from oidc-provider). */
-export async function completeCodeExchange(realm: RealmContext, ctx: KoaContextWithOIDC): Promise<{ userId: string; sessionId: string; clientId: string } | undefined> {
+export async function completeCodeExchange(realm: RealmContext, ctx: KoaContextWithOIDC): Promise<{ userId: string; sessionId: string; clientId: string }> {
   const code = ctx.oidc.entities.AuthorizationCode as CodeLike | undefined;
   const state = prepared.get(ctx);
   const body = ctx.body as Record<string, unknown> | undefined;
-  if (!code || !state || !body || typeof body.access_token !== 'string') return undefined;
+  // A successful exchange always has all of these (the access-token customizer ran); answering
+  // without them would hand out oidc-provider's unsigned placeholder ID token.
+  if (!code || !state || !body || typeof body.access_token !== 'string') throw new Error('code exchange without its access token');
   const client = await realm.client(ctx.oidc.client!.clientId);
-  if (!client) return undefined;
+  if (!client) throw new TokenRequestError('invalid_client', 'Invalid client or Invalid client credentials', 401);
   const issued = await issueFirstTokens({
     realm, issuer: ctx.oidc.issuer, client, session: state.session, scope: state.scope, acr: state.acr,
     nonce: code.nonce, ipAddress: ctx.ip, grantId: code.grantId ?? null, data: state.data,

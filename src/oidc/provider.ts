@@ -10,7 +10,7 @@ import { findUserById } from '../store/users.ts';
 import { createAdapterClass } from './adapter.ts';
 import { createCookieSigner } from './cookie-signer.ts';
 import { accessTokenLifespan, clientAllowsOrigin, redirectUriMatches } from './client-policy.ts';
-import { completeCodeExchange, userAccessTokenPayload } from './code-exchange.ts';
+import { completeCodeExchange, isCodeExchange, REPLACED_ID_TOKEN, userAccessTokenPayload } from './code-exchange.ts';
 import { CLIENT_CREDENTIALS_PARAMETERS, clientCredentialsGrant } from './grants/client-credentials.ts';
 import { passwordGrant, PASSWORD_GRANT_PARAMETERS, oauthError } from './grants/password.ts';
 import { refreshTokenGrant, REFRESH_GRANT_PARAMETERS } from './grants/refresh-token.ts';
@@ -113,6 +113,9 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     // A code is only ever exchanged for Cloakroom's own refresh token (see code-exchange.ts).
     issueRefreshToken: async () => false,
     findAccount: async (ctx, sub) => {
+      // A code exchange reads the session, its enabled user and their roles in one statement when
+      // the access token is built (code-exchange.ts); a read here would be a second one.
+      if (isCodeExchange(ctx as KoaContextWithOIDC)) return { accountId: sub, claims: async () => ({ sub }) };
       const user = await findUserById(realm.db, realm.id, sub);
       if (!user || !user.enabled) return undefined;
       return { accountId: sub, claims: async () => ({ sub }) };
@@ -217,6 +220,13 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     return redirectUriMatches(this.redirectUris ?? [], value);
   };
 
+  // A code exchange's ID token is Cloakroom's own: see REPLACED_ID_TOKEN.
+  const issueIdToken = provider.IdToken.prototype.issue;
+  provider.IdToken.prototype.issue = function issue(this: { ctx?: KoaContextWithOIDC }, options?: { use?: string }) {
+    if (options?.use === 'idtoken' && this.ctx && isCodeExchange(this.ctx)) return Promise.resolve(REPLACED_ID_TOKEN);
+    return issueIdToken.call(this, options as Parameters<typeof issueIdToken>[0]);
+  };
+
   provider.registerGrantType('client_credentials', clientCredentialsGrant(realm), CLIENT_CREDENTIALS_PARAMETERS);
   provider.registerGrantType('password', passwordGrant(realm, hooks.event), PASSWORD_GRANT_PARAMETERS);
   provider.registerGrantType('refresh_token', refreshTokenGrant(realm, hooks.event), REFRESH_GRANT_PARAMETERS);
@@ -240,7 +250,7 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
         ...(session.transient ? {} : { maxAge: ssoSessionLifespans(realm.settings, true).max * 1000 || undefined }),
       });
     }
-    if (ctx.oidc?.route === 'token' && ctx.status === 200 && ctx.oidc.params?.grant_type === 'authorization_code') {
+    if (ctx.status === 200 && isCodeExchange(ctx as KoaContextWithOIDC)) {
       const joined = await completeCodeExchange(realm, ctx as KoaContextWithOIDC).catch((error: unknown) => {
         if (error instanceof TokenRequestError) {
           ctx.status = error.status;
