@@ -113,9 +113,13 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     // A code is only ever exchanged for Cloakroom's own refresh token (see code-exchange.ts).
     issueRefreshToken: async () => false,
     findAccount: async (ctx, sub) => {
-      // A code exchange reads the session, its enabled user and their roles in one statement when
-      // the access token is built (code-exchange.ts); a read here would be a second one.
-      if (isCodeExchange(ctx as KoaContextWithOIDC)) return { accountId: sub, claims: async () => ({ sub }) };
+      // No read where the user was just read: at the resume of the login that signed this user
+      // in (the login pages read them a moment ago), and in a code exchange, which reads the
+      // session, its enabled user and their roles in one statement when it builds the access
+      // token (code-exchange.ts). A user disabled in between gets no token: that statement refuses.
+      const oidc = (ctx as KoaContextWithOIDC).oidc;
+      const justSignedIn = oidc?.route === 'resume' && (oidc.result as { login?: { accountId?: string } } | undefined)?.login?.accountId === sub;
+      if (justSignedIn || isCodeExchange(ctx as KoaContextWithOIDC)) return { accountId: sub, claims: async () => ({ sub }) };
       const user = await findUserById(realm.db, realm.id, sub);
       if (!user || !user.enabled) return undefined;
       return { accountId: sub, claims: async () => ({ sub }) };

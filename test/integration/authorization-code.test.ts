@@ -330,6 +330,32 @@ describe('tokens of the authorization-code flow', () => {
     }
   });
 
+  it('gives no tokens to a user disabled between the password page and the redirect back', async () => {
+    const flow = await authRequest(await webClient());
+    const jar = new CookieJar();
+    let form = parseForm((await openAuth(flow.url, jar)).html, flow.url.href);
+    const passwordPage = await post(form.action, { ...form.hidden, username: ALICE.username }, jar);
+    form = parseForm(await passwordPage.text(), flow.url.href);
+    const submitted = await post(form.action, { ...form.hidden, username: ALICE.username, password: ALICE.password }, jar);
+    expect(submitted.status).toBe(303);
+    const aliceId = await userIdOf('alice');
+    await server.store.db.updateTable('users').set({ enabled: false }).where('id', '=', aliceId).execute();
+    try {
+      const back = await land(submitted, jar);
+      const code = back.atClient ? callbackParams(back.url).get('code') : null;
+      if (code) {
+        const response = await exchangeRaw(code, flow);
+        expect(response.status).toBe(400);
+        expect(await response.json()).toMatchObject({ error: 'invalid_grant' });
+      }
+      // Whichever way the login ends, her SSO session signs nobody in while she is disabled.
+      const again = await openAuth((await authRequest(await webClient())).url, jar);
+      expect(again.atClient && callbackParams(again.url).has('code')).toBe(false);
+    } finally {
+      await server.store.db.updateTable('users').set({ enabled: true }).where('id', '=', aliceId).execute();
+    }
+  });
+
   it('refreshes with openid-client and keeps the session', async () => {
     const { config, tokens } = await loginWith('webapp');
     const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token!);
