@@ -8,6 +8,8 @@ export type Config = {
   databaseUrl: string | undefined;
   dbPoolSize: number;
   dataDir: string;
+  /** Keycloak's password-blacklists folder: the files passwordBlacklist(<file>) policies name. */
+  passwordBlacklistsDir: string;
   http: { host: string; port: number };
   /** '' for the default layout, '/auth' for the legacy one; never ends with '/'. */
   relativePath: string;
@@ -113,10 +115,14 @@ export function loadConfig(env: Env = process.env): Config {
   if (bootstrapUser && !bootstrapPassword) problems.push('KC_BOOTSTRAP_ADMIN_USERNAME is set but KC_BOOTSTRAP_ADMIN_PASSWORD is not');
   if (bootstrapPassword && !bootstrapUser) problems.push('KC_BOOTSTRAP_ADMIN_PASSWORD is set but KC_BOOTSTRAP_ADMIN_USERNAME is not');
 
+  const dataDir = path.resolve(read(['CLOAKROOM_DATA_DIR'], (v) => v, './data'));
   const config: Config = {
     databaseUrl,
     dbPoolSize: read(['CLOAKROOM_DB_POOL_SIZE', 'KC_DB_POOL_MAX_SIZE'], (v) => positiveInt.pipe(z.number().max(1000)).parse(v), 10),
-    dataDir: path.resolve(read(['CLOAKROOM_DATA_DIR'], (v) => v, './data')),
+    dataDir,
+    passwordBlacklistsDir: path.resolve(read(
+      ['CLOAKROOM_PASSWORD_BLACKLISTS_DIR', 'KC_SPI_PASSWORD_POLICY__PASSWORD_BLACKLIST__BLACKLISTS_PATH', 'KC_SPI_PASSWORD_POLICY_PASSWORD_BLACKLIST_BLACKLISTS_PATH'],
+      (v) => v, path.join(dataDir, 'password-blacklists'))),
     http: {
       host: read(['CLOAKROOM_HTTP_HOST', 'KC_HTTP_HOST'], (v) => z.string().min(1).parse(v), '0.0.0.0'),
       port: read(['CLOAKROOM_HTTP_PORT', 'KC_HTTP_PORT'], (v) => port.parse(v), 8080),

@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { SIGNING_ALGS, type SigningAlg } from './crypto/signing-keys.ts';
+import { configurePasswordBlacklists } from './login/password-blacklists.ts';
 import { createLogger } from './observability/logger.ts';
 import { RealmNotFoundError, exportRealm } from './realms/export.ts';
 import { ImportError, RealmExistsError, importRealmIn, parseRealmRepresentation, type RealmImportRepresentation } from './realms/import.ts';
@@ -22,7 +23,10 @@ import { findRealmByName } from './store/realms.ts';
 class UsageError extends Error {}
 
 function config(): Config {
-  return loadConfig(process.env);
+  const cfg = loadConfig(process.env);
+  // import validates password policies, which may name blacklist files.
+  configurePasswordBlacklists(cfg.passwordBlacklistsDir);
+  return cfg;
 }
 
 /** Runs a one-shot command against the database (claiming the embedded one if that is in use). */

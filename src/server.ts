@@ -14,6 +14,7 @@ import { closeLdapPools } from './federation/ldap/client.ts';
 import { startLdapSyncScheduler } from './federation/ldap/sync-scheduler.ts';
 import { startFinesseSyncScheduler } from './federation/finesse/sync-scheduler.ts';
 import { setLdapLogger } from './federation/ldap/log.ts';
+import { configurePasswordBlacklists } from './login/password-blacklists.ts';
 import { createPageRenderer, pageSecurityHeaders } from './login/pages.ts';
 import { Mailer } from './mail/mailer.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -97,6 +98,7 @@ async function assertMasterKeyOpensSecrets(store: Store, box: SecretBox): Promis
 export async function startServer(config: Config, options: { logger?: Logger; store?: Store } = {}): Promise<RunningServer> {
   const started = Date.now();
   const logger = options.logger ?? createLogger(config.logLevel);
+  configurePasswordBlacklists(config.passwordBlacklistsDir);
   const releaseEmbedded = !config.databaseUrl && !options.store ? claimEmbeddedDatabase(config) : () => {};
   let store: Store;
   try {

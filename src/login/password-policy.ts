@@ -1,15 +1,17 @@
-// Keycloak's password policy as pure functions of its policy string
+// Keycloak's password policy as functions of its policy string
 // (`length(8) and digits(1) and notUsername(undefined) ...`): parsing with Keycloak's rules and
 // error wording, the structured view the Admin API shows, the checks that need no stored data
-// (history and age need the user's stored hashes: password-change.ts), the page's live checklist
-// and forced expiry. Semantics follow Keycloak 26's PasswordPolicy and its policy providers.
+// (history and age need the user's stored hashes: password-change.ts; blacklists are files:
+// password-blacklists.ts), the page's live checklist and forced expiry. Semantics follow
+// Keycloak 26's PasswordPolicy and its policy providers.
+import { passwordBlacklist, PasswordBlacklistError } from './password-blacklists.ts';
 
 export type PolicyEntry = { id: string; value: string | undefined };
 
 /** An invalid policy string, worded as Keycloak's RealmAdminResource answers it. */
 export class PasswordPolicyError extends Error {}
 
-type Kind = 'int' | 'flag' | 'string' | 'regex';
+type Kind = 'int' | 'flag' | 'string' | 'regex' | 'blacklist';
 
 /** Keycloak's policy providers: how each reads its argument and what it means without one. */
 const POLICIES: ReadonlyMap<string, { kind: Kind; fallback?: number }> = new Map([
@@ -28,8 +30,8 @@ const POLICIES: ReadonlyMap<string, { kind: Kind; fallback?: number }> = new Map
   ['forceExpiredPasswordChange', { kind: 'int', fallback: 365 }],
   ['hashAlgorithm', { kind: 'string' }],
   ['hashIterations', { kind: 'int', fallback: -1 }],
-  // Accepted and kept (exports round-trip) but not enforced: Keycloak's blacklist files do not exist here.
-  ['passwordBlacklist', { kind: 'string' }],
+  // A file of the blacklists folder (password-blacklists.ts).
+  ['passwordBlacklist', { kind: 'blacklist' }],
   ['maxAuthAge', { kind: 'int', fallback: -1 }],
 ]);
 
@@ -53,8 +55,11 @@ export function compileJavaRegex(pattern: string): RegExp | undefined {
   }
 }
 
-/** Why Keycloak would refuse this entry (its wording), or undefined. */
-function entryProblem(id: string, value: string | undefined): string | undefined {
+/**
+ * Why Keycloak would refuse this entry (its wording), or undefined. A blacklist file is only
+ * looked for when the policy is set (`files`): a stored policy keeps naming a file that is gone.
+ */
+function entryProblem(id: string, value: string | undefined, files = false): string | undefined {
   const policy = POLICIES.get(id);
   if (!policy) return 'Password policy not found';
   const invalid = (reason: string): string => `Invalid config for ${id}: ${reason}`;
@@ -64,6 +69,14 @@ function entryProblem(id: string, value: string | undefined): string | undefined
     // Keycloak's own spelling.
     if (value.trim() === '') return invalid('White space not acepted');
     if (!compileJavaRegex(value)) return invalid('Not a valid regular expression');
+  }
+  if (policy.kind === 'blacklist' && files) {
+    try {
+      passwordBlacklist(value);
+    } catch (error) {
+      if (error instanceof PasswordBlacklistError) return invalid(error.message);
+      throw error;
+    }
   }
   return undefined;
 }
@@ -85,7 +98,7 @@ export function parsePasswordPolicy(policy: string | undefined | null, options: 
     const open = text.indexOf('(');
     const id = (open === -1 ? text : text.slice(0, open)).trim();
     const value = open === -1 ? undefined : text.slice(open + 1, Math.max(open + 1, text.length - 1));
-    const problem = entryProblem(id, value);
+    const problem = entryProblem(id, value, options.strict);
     if (problem) {
       if (options.strict) throw new PasswordPolicyError(problem);
       continue;
@@ -254,8 +267,23 @@ function checkRule(entries: PolicyEntry[], id: string, input: CheckInput): Polic
       const regex = regexOf(entries);
       return regex && !regex.regex.test(password) ? violation('invalidPasswordRegexPatternMessage', [regex.pattern]) : undefined;
     }
+    case 'passwordBlacklist':
+      return blacklisted(find(entries, id)?.value, password) ? violation('invalidPasswordBlacklistedMessage') : undefined;
     default:
       return undefined; // history and age need stored hashes; the others are not checks
+  }
+}
+
+/**
+ * Whether the named list holds the password. A list that cannot be read (its file removed since
+ * the policy was set) checks nothing, as Keycloak's provider does with a list it could not load.
+ */
+function blacklisted(listName: string | undefined, password: string): boolean {
+  try {
+    return passwordBlacklist(listName).contains(password);
+  } catch (error) {
+    if (error instanceof PasswordBlacklistError) return false;
+    throw error;
   }
 }
 
@@ -344,6 +372,7 @@ const MESSAGES_EN: Record<string, string> = {
   invalidPasswordNotEmailMessage: 'Invalid password: must not be equal to the email.',
   invalidPasswordRegexPatternMessage: 'Invalid password: fails to match regex pattern(s).',
   invalidPasswordHistoryMessage: 'Invalid password: must not be equal to any of last {0} passwords.',
+  invalidPasswordBlacklistedMessage: 'Invalid password: password is blacklisted.',
   invalidPasswordGenericMessage: "Invalid password: new password doesn't match password policies.",
   finessePasswordManagedMessage: 'The password of this account is managed in Cisco Finesse.',
 };

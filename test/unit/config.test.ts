@@ -24,6 +24,7 @@ describe('loadConfig defaults', () => {
       databaseUrl: undefined,
       dbPoolSize: 10,
       dataDir: path.resolve('./data'),
+      passwordBlacklistsDir: path.resolve('./data/password-blacklists'),
       http: { host: '0.0.0.0', port: 8080 },
       relativePath: '',
       hostname: undefined,
@@ -33,6 +34,13 @@ describe('loadConfig defaults', () => {
       logLevel: 'info',
       realmCacheSize: 100,
     });
+  });
+
+  it('reads the password blacklists folder from its own variable or Keycloak\'s SPI option, else under the data directory', () => {
+    expect(loadConfig({ CLOAKROOM_DATA_DIR: '/srv/cloakroom' }).passwordBlacklistsDir).toBe(path.resolve('/srv/cloakroom/password-blacklists'));
+    expect(loadConfig({ KC_SPI_PASSWORD_POLICY__PASSWORD_BLACKLIST__BLACKLISTS_PATH: '/opt/lists' }).passwordBlacklistsDir).toBe('/opt/lists');
+    expect(loadConfig({ KC_SPI_PASSWORD_POLICY_PASSWORD_BLACKLIST_BLACKLISTS_PATH: '/opt/old' }).passwordBlacklistsDir).toBe('/opt/old');
+    expect(loadConfig({ CLOAKROOM_PASSWORD_BLACKLISTS_DIR: '/etc/lists', KC_SPI_PASSWORD_POLICY__PASSWORD_BLACKLIST__BLACKLISTS_PATH: '/opt/lists' }).passwordBlacklistsDir).toBe('/etc/lists');
   });
 
   it('treats empty values as unset', () => {

@@ -1,13 +1,28 @@
 // Keycloak's password policy strings: parsing, formatting, the structured view, every rule's
 // pass and fail, the order Keycloak reports violations in, the checklist and forced expiry.
-import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { configurePasswordBlacklists, passwordBlacklist } from '../../src/login/password-blacklists.ts';
 import {
   PasswordPolicyError, checkPassword, formatPasswordPolicy, formatPolicyViolation, parsePasswordPolicy, passwordChecklist,
   passwordExpired, passwordRules, policyOrder, withPasswordRules,
 } from '../../src/login/password-policy.ts';
 
 const FULL = 'length(8) and digits(1) and lowerCase(1) and upperCase(1) and specialChars(1) and notUsername(undefined) and passwordHistory(3) and forceExpiredPasswordChange(365) and hashIterations(27500) and regexPattern(^[^ ]+$)';
+
+// The blacklists folder the policies below name files of.
+let blacklists: string;
+beforeAll(() => {
+  blacklists = fs.mkdtempSync(path.join(os.tmpdir(), 'cloakroom-blacklists-'));
+  fs.writeFileSync(path.join(blacklists, 'default.txt'), 'password\n123456\nQwerty123\n');
+  fs.writeFileSync(path.join(blacklists, 'list.txt'), 'letmein\r\nwelcome1\r\n');
+  configurePasswordBlacklists(blacklists);
+});
+afterAll(() => fs.rmSync(blacklists, { recursive: true, force: true }));
 
 const check = (policy: string, password: string, username = 'jdoe', email: string | null = 'jdoe@example.com') =>
   checkPassword(parsePasswordPolicy(policy, { strict: true }), { password, username, email });
@@ -142,7 +157,36 @@ describe('rules', () => {
   });
 
   it('leaves history, age and the non-check policies to others', () => {
-    expect(check('passwordHistory(3) and passwordAge(10) and forceExpiredPasswordChange(1) and hashIterations(5) and maxAuthAge(1) and passwordBlacklist(x)', 'x')).toBeUndefined();
+    expect(check('passwordHistory(3) and passwordAge(10) and forceExpiredPasswordChange(1) and hashIterations(5) and maxAuthAge(1)', 'x')).toBeUndefined();
+  });
+
+  describe('passwordBlacklist(<file>)', () => {
+    it('refuses a password of the list, ignoring case, and lets others through', () => {
+      const refused = { rule: 'passwordBlacklist', messageKey: 'invalidPasswordBlacklistedMessage', params: [] };
+      expect(check('passwordBlacklist(default.txt)', 'password')).toEqual(refused);
+      expect(check('passwordBlacklist(default.txt)', 'PassWord')).toEqual(refused);
+      expect(check('passwordBlacklist(default.txt)', 'qwerty123')).toEqual(refused);
+      expect(check('passwordBlacklist(list.txt)', 'Welcome1')).toEqual(refused); // CRLF lines
+      expect(check('passwordBlacklist(default.txt)', 'password1')).toBeUndefined();
+      expect(check('passwordBlacklist(default.txt)', '')).toBeUndefined();
+      expect(formatPolicyViolation(refused)).toBe('Invalid password: password is blacklisted.');
+      expect(passwordBlacklist('default.txt').size).toBe(3);
+    });
+
+    it('refuses to set a policy naming a missing file, a path or no file', () => {
+      expect(() => parsePasswordPolicy('passwordBlacklist(missing.txt)', { strict: true }))
+        .toThrow(new PasswordPolicyError('Invalid config for passwordBlacklist: Password blacklist missing.txt not found!'));
+      expect(() => parsePasswordPolicy('passwordBlacklist(../default.txt)', { strict: true }))
+        .toThrow('Invalid config for passwordBlacklist: ../default.txt must not contain slashes!');
+      expect(() => parsePasswordPolicy('passwordBlacklist(/etc/passwd)', { strict: true })).toThrow(/must not contain slashes/);
+      expect(() => parsePasswordPolicy('passwordBlacklist', { strict: true })).toThrow('Invalid config for passwordBlacklist: Password blacklist name must not be empty!');
+    });
+
+    it('keeps a stored policy whose file is gone, and checks nothing with it', () => {
+      const entries = parsePasswordPolicy('length(4) and passwordBlacklist(gone.txt)');
+      expect(formatPasswordPolicy(entries)).toBe('length(4) and passwordBlacklist(gone.txt)');
+      expect(checkPassword(entries, { password: 'password', username: 'u' })).toBeUndefined();
+    });
   });
 
   it('reports the first violation in Keycloak\'s order (its HashMap iteration), not the order written', () => {

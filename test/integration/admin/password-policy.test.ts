@@ -2,6 +2,9 @@
 // where it has the call: reset-password under the policy (Keycloak's error shape), password
 // history, temporary passwords, invalid policy strings, user creation and realm import with plain
 // passwords, and the authentication/required-actions endpoints with default actions for new users.
+import fs from 'node:fs';
+import path from 'node:path';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Db } from '../../../src/store/db.ts';
@@ -145,6 +148,25 @@ describe('the realm password policy string', () => {
     expect((await bench.admin.realms.findOne({ realm: 'pp-normal' }))?.passwordPolicy).toBe('length(12) and digits(2) and notUsername(undefined)');
     await bench.admin.realms.update({ realm: 'pp-normal' }, { passwordPolicy: 'upperCase and upperCase(3)' });
     expect((await bench.admin.realms.findOne({ realm: 'pp-normal' }))?.passwordPolicy).toBe('upperCase(3)');
+  });
+});
+
+describe('passwordBlacklist(<file>)', () => {
+  it('refuses a policy naming a file missing from the blacklists folder, then checks passwords against the file', async () => {
+    const folder = bench.server.config.passwordBlacklistsDir;
+    fs.mkdirSync(folder, { recursive: true });
+    fs.writeFileSync(path.join(folder, 'cx-common.txt'), 'Welcome123\nsummer2026\n');
+    await bench.admin.realms.create({ realm: 'pp-blacklist', enabled: true });
+    expect(await call('PUT', '/pp-blacklist', { passwordPolicy: 'length(8) and passwordBlacklist(not-there.txt)' }))
+      .toEqual({ status: 400, body: { errorMessage: 'Invalid config for passwordBlacklist: Password blacklist not-there.txt not found!' } });
+    expect((await call('PUT', '/pp-blacklist', { passwordPolicy: 'length(8) and passwordBlacklist(cx-common.txt)' })).status).toBe(204);
+    const { id } = await bench.admin.users.create({ realm: 'pp-blacklist', username: 'dave', enabled: true });
+    const resetTo = (value: string) => call('PUT', `/pp-blacklist/users/${id}/reset-password`, { type: 'password', value, temporary: false });
+    const refused = { status: 400, body: { error: 'invalidPasswordBlacklistedMessage', error_description: 'Invalid password: password is blacklisted.' } };
+    expect(await resetTo('WELCOME123')).toEqual(refused);
+    expect(await resetTo('summer2026')).toEqual(refused);
+    expect((await resetTo('autumn-2026')).status).toBe(204);
+    expect(await passwordToken(bench.server.url, 'pp-blacklist', 'dave', 'autumn-2026')).toMatch(/^ey/);
   });
 });
 
