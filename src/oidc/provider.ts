@@ -119,9 +119,10 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
       // token (code-exchange.ts). A user disabled in between gets no token: that statement refuses.
       const oidc = (ctx as KoaContextWithOIDC).oidc;
       const justSignedIn = oidc?.route === 'resume' && (oidc.result as { login?: { accountId?: string } } | undefined)?.login?.accountId === sub;
-      if (justSignedIn || isCodeExchange(ctx as KoaContextWithOIDC)) return { accountId: sub, claims: async () => ({ sub }) };
-      const user = await findUserById(realm.db, realm.id, sub);
-      if (!user || !user.enabled) return undefined;
+      if (!justSignedIn && !isCodeExchange(ctx as KoaContextWithOIDC)) {
+        const user = await findUserById(realm.db, realm.id, sub);
+        if (!user || !user.enabled) return undefined;
+      }
       return { accountId: sub, claims: async () => ({ sub }) };
     },
     interactions: {

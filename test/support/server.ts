@@ -42,6 +42,14 @@ export async function createTestDatabase(adminUrl = postgresAdminUrl()): Promise
   };
 }
 
+let image: Promise<Blob | undefined> | undefined;
+/** The migrated PGlite image of this run, read once per test file. */
+function migratedImage(): Promise<Blob | undefined> {
+  const imagePath = inject('pgliteImagePath');
+  image ??= imagePath ? fs.readFile(imagePath).then((bytes) => new Blob([bytes])) : Promise.resolve(undefined);
+  return image;
+}
+
 /**
  * A migrated store on the test database: PostgreSQL at `url`, or an in-memory PGlite started from
  * the migrated image test/support/pglite-image.ts made for this run.
@@ -52,9 +60,7 @@ export async function openTestStore(url: string | undefined): Promise<Store> {
     await migrateToLatest(store.db);
     return store;
   }
-  const imagePath = inject('pgliteImagePath');
-  const pgliteImage = imagePath ? new Blob([await fs.readFile(imagePath)]) : undefined;
-  const store = await openStore({ databaseUrl: undefined, pgliteDir: 'memory://', pgliteImage });
+  const store = await openStore({ databaseUrl: undefined, pgliteDir: 'memory://', pgliteImage: await migratedImage() });
   // Nothing to do when started from the image; a no-op check of the applied list.
   await migrateToLatest(store.db);
   return store;
