@@ -1,15 +1,19 @@
 // Admin REST API: the realm's required action providers (Keycloak's AuthenticationManagementResource
 // required-action endpoints): list, read, update (enabled, default action, priority, name, config),
-// delete, raise/lower priority, the providers not registered yet and registering one. The list is
+// delete, raise/lower priority, the providers not registered yet and registering one, and each
+// action's configuration (Keycloak 26.3+: max_auth_age on every action but delete_account). The list is
 // kept in the realm settings (`requiredActions`, the realm export's field); a write locks the realm
 // row, rewrites that one key and drops the realm's cached state (the router's default).
 import { sql } from 'kysely';
 import { z } from 'zod';
 
 import {
-  KNOWN_REQUIRED_ACTIONS, byPriority, requiredActionProviders, type RequiredActionProvider,
+  KNOWN_REQUIRED_ACTIONS, MAX_AUTH_AGE, REQUIRED_ACTION_CONFIG_PROPERTIES, byPriority, isConfigurableRequiredAction, maxAuthAgeError,
+  requiredActionProviders, type RequiredActionProvider,
 } from '../login/required-actions.ts';
-import { badRequest, conflict, noContent, notFound, ok, type AdminRouter, type RealmRequest } from './router.ts';
+import {
+  AdminFieldError, badRequest, conflict, noContent, notFound, ok, type AdminRouter, type RealmRequest,
+} from './router.ts';
 
 const int32 = z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1);
 
@@ -19,6 +23,11 @@ const providerUpdateRep = z.object({
   enabled: z.boolean().nullish(),
   defaultAction: z.boolean().nullish(),
   priority: int32.nullish(),
+  config: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).nullish(),
+}).loose();
+
+/** RequiredActionConfigRepresentation. */
+const configRep = z.object({
   config: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).nullish(),
 }).loose();
 
@@ -103,6 +112,53 @@ export function registerRequiredActionRoutes(admin: AdminRouter): void {
       return noContent();
     });
   }
+
+  // --- configuration: only the properties an action declares (max_auth_age) are kept ---------
+  /** Keycloak looks the path's alias up as a provider id: one that takes configuration. */
+  const configurableProvider = (alias: string | undefined): boolean =>
+    alias !== undefined && isConfigurableRequiredAction(alias) && KNOWN_REQUIRED_ACTIONS.some((p) => p.providerId === alias);
+
+  /** The registered action the path names: 400 when its provider takes no configuration, 404 when the realm has not registered it. */
+  function configurable(list: RequiredActionProvider[], alias: string | undefined): RequiredActionProvider {
+    if (!configurableProvider(alias)) throw badRequest('RequiredAction is not configurable');
+    const found = list.find((p) => p.alias === alias);
+    if (!found) throw notFound('Could not find RequiredAction config');
+    return found;
+  }
+
+  admin.realm('get', `${base}/required-actions/:alias/config-description`, { permission: 'view-realm' }, async (req) => {
+    if (!configurableProvider(req.params.alias)) throw notFound('Could not find configurable RequiredAction provider');
+    return ok({ properties: REQUIRED_ACTION_CONFIG_PROPERTIES });
+  });
+
+  admin.realm('get', `${base}/required-actions/:alias/config`, { permission: 'view-realm' }, async (req) => {
+    return ok({ config: configurable(requiredActionProviders(req.realm.settings), req.params.alias).config });
+  });
+
+  admin.realm('put', `${base}/required-actions/:alias/config`, { ...options, resourceType: 'REQUIRED_ACTION_CONFIG' }, async (req) => {
+    configurable(requiredActionProviders(req.realm.settings), req.params.alias);
+    const rep = await req.json(configRep);
+    const given = rep.config?.[MAX_AUTH_AGE];
+    const value = given === null || given === undefined || given === '' ? undefined : String(given);
+    const error = maxAuthAgeError(value);
+    if (error) throw new AdminFieldError(MAX_AUTH_AGE, error, [MAX_AUTH_AGE, value ?? '']);
+    await mutate(req, (list) => {
+      const current = configurable(list, req.params.alias);
+      // Keycloak stores every declared property from the request, so one left out is removed.
+      const { [MAX_AUTH_AGE]: _previous, ...others } = current.config;
+      current.config = value === undefined ? others : { ...others, [MAX_AUTH_AGE]: value.trim() };
+      return list;
+    });
+    return noContent();
+  });
+
+  admin.realm('delete', `${base}/required-actions/:alias/config`, { ...options, resourceType: 'REQUIRED_ACTION_CONFIG' }, async (req) => {
+    await mutate(req, (list) => {
+      configurable(list, req.params.alias).config = {};
+      return list;
+    });
+    return noContent();
+  });
 
   admin.realm('get', `${base}/unregistered-required-actions`, { permission: 'view-realm' }, async (req) => {
     const registered = new Set(requiredActionProviders(req.realm.settings).map((p) => p.providerId));

@@ -50,6 +50,16 @@ export class AdminErrorResponse extends AdminError {
     this.error = error;
   }
 }
+/** Keycloak's ErrorRepresentation of one invalid field: `{"field", "errorMessage", "params"}`. */
+export class AdminFieldError extends AdminError {
+  readonly field: string;
+  readonly params: string[];
+  constructor(field: string, messageKey: string, params: string[] = []) {
+    super(400, messageKey);
+    this.field = field;
+    this.params = params;
+  }
+}
 export const notFound = (message: string): AdminError => new AdminError(404, message);
 export const conflict = (message: string): AdminError => new AdminError(409, message);
 export const badRequest = (message: string): AdminError => new AdminError(400, message);
@@ -259,10 +269,11 @@ export class AdminRouter {
   }
 
   #answerError(ctx: Context, error: unknown): void {
-    const send = (status: number, body: Record<string, string>): void => {
+    const send = (status: number, body: Record<string, unknown>): void => {
       ctx.status = status;
       ctx.body = body;
     };
+    if (error instanceof AdminFieldError) return send(error.status, { field: error.field, errorMessage: error.message, params: error.params });
     if (error instanceof AdminErrorResponse) return send(error.status, { error: error.error, error_description: error.message });
     if (error instanceof AdminError) return send(error.status, { errorMessage: error.message });
     if (error instanceof AdminAuthError) return send(error.status, { error: error.message });

@@ -18,7 +18,7 @@ import { defaultActionsForNewUser, SUPPORTED_REQUIRED_ACTIONS } from '../login/r
 import { MailError } from '../mail/mailer.ts';
 import { isSmtpMap } from '../mail/smtp-config.ts';
 import { redirectUriMatches } from '../oidc/client-policy.ts';
-import { endSsoSession } from '../oidc/session-end.ts';
+import { endUserSessions } from '../oidc/session-end.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { credentialRep, type CredentialRepresentation } from '../realms/representation.ts';
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
@@ -558,14 +558,10 @@ async function userSessions(db: Db, realmId: string, userId: string, offline: bo
  * session and grants, back-channel logout to clients); offline sessions stay.
  */
 async function endOnlineSessions(req: RealmRequest, userId: string): Promise<void> {
-  const { db, registry, config, logger } = req.services;
-  const sessions = await db.selectFrom('user_sessions').select('id')
-    .where('realm_id', '=', req.realm.id).where('user_id', '=', userId).where('offline', '=', false).execute();
-  if (sessions.length === 0) return;
+  const { registry, config, logger } = req.services;
   const realm = await registry.get(req.realm.name);
   if (!realm) return;
-  const issuer = `${publicOrigin(req.ctx, config)}${config.relativePath}/realms/${req.realm.name}`;
-  for (const session of sessions) await endSsoSession(realm, issuer, session.id, logger);
+  await endUserSessions(realm, `${publicOrigin(req.ctx, config)}${config.relativePath}/realms/${req.realm.name}`, userId, logger);
 }
 
 /** Removes the user's client sessions of one client (online or offline) and their oidc-provider grants. */

@@ -43,6 +43,8 @@ export type PageData = {
   otp?: { secret: string; secretSpaced: string; type: string; algorithm: string; digits: number; period: number; counter: number; qrCode: string; userLabel: string };
   /** Update-password page: the authenticator's rules, translated, with the check the browser script runs. */
   checklist?: { rule: string; text: string; check: { kind: string; arg?: string } }[];
+  /** A required action the application asked for (kc_action): its page offers "Cancel" (name "cancel-aia", value "true"). */
+  isAppInitiatedAction?: boolean;
   /** Update-profile page: current or submitted values. */
   profile?: { email: string; firstName: string; lastName: string };
   /** Verify-email page: the address the mail went to. */

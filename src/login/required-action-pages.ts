@@ -5,6 +5,7 @@
 // links; the caller says where the form posts and what hidden fields bind it to its flow.
 import type { Context } from 'koa';
 
+import { endUserSessions } from '../oidc/session-end.ts';
 import { LdapPasswordError } from '../federation/ldap/password.ts';
 import { LdapUnavailableError } from '../federation/ldap/types.ts';
 import { enrollmentOtpType } from './authenticator-settings.ts';
@@ -37,6 +38,10 @@ export type ActionPageContext = {
   clientId?: string;
   /** The realm's issuer URL at this origin (for links in e-mails). */
   issuer: string;
+  /** The application asked for this action (kc_action) and the user may cancel it. */
+  applicationInitiated?: boolean;
+  /** The user's SSO session this flow continues, which "sign out from other devices" keeps. */
+  currentSessionId?: string;
 };
 
 export type ActionOutcome = 'done' | 'rendered' | 'cancelled';
@@ -131,6 +136,7 @@ export async function renderRequiredAction(page: ActionPageContext, action: stri
   if (!name) return pages.errorPage(ctx, realm, 'invalidRequestMessage', 400, locale);
   const common = {
     locale, csrf: page.csrf, actions: { submit: page.formAction }, hidden: page.hidden ?? {}, username: user.username,
+    ...(page.applicationInitiated ? { isAppInitiatedAction: true } : {}),
     ...(extra.errors ? { errors: extra.errors } : {}), ...(extra.message ? { message: extra.message } : {}),
   };
   const form = extra.form ?? {};
@@ -207,6 +213,8 @@ export async function submitRequiredAction(page: ActionPageContext, action: stri
       }
       user.required_actions = user.required_actions.filter((a) => a !== 'UPDATE_PASSWORD');
       event('UPDATE_PASSWORD');
+      // Keycloak's "Sign out from other devices" (checked by default): the user's other SSO sessions end.
+      if (form['logout-sessions'] === 'on') await endUserSessions(realm, page.issuer, user.id, pages.deps.logger, page.currentSessionId);
       pages.notifyPasswordChanged(realm, user, locale);
       return 'done';
     }

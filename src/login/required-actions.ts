@@ -128,3 +128,44 @@ export function enabledActionsInOrder(realmSettings: Record<string, unknown>): s
 export function defaultActionsForNewUser(realmSettings: Record<string, unknown>): string[] {
   return requiredActionProviders(realmSettings).filter((a) => a.enabled && a.defaultAction).map((a) => a.alias);
 }
+
+// --- configuration (Keycloak 26.3+: every built-in action but delete_account takes max_auth_age) ---
+
+/** Keycloak's KC_ACTION_MAX_AGE: how old (seconds) a login may be for an application-initiated action. */
+export const DEFAULT_MAX_AUTH_AGE = 300;
+
+export const MAX_AUTH_AGE = 'max_auth_age';
+
+/** Keycloak's MAX_AUTH_AGE_CONFIG_PROPERTIES, as config-description lists them (ConfigPropertyRepresentation). */
+export const REQUIRED_ACTION_CONFIG_PROPERTIES = Object.freeze([{
+  name: MAX_AUTH_AGE,
+  label: 'Maximum Age of Authentication',
+  helpText: 'Configures the duration in seconds this action can be used after the last authentication before the user is required to re-authenticate. '
+    + 'This parameter is used just in the context of AIA when the kc_action parameter is available in the request, which is for instance when user himself updates his password in the account console.',
+  type: 'String',
+  defaultValue: String(DEFAULT_MAX_AUTH_AGE),
+  options: [],
+  secret: false,
+  readOnly: false,
+  required: false,
+}]);
+
+/** delete_account always asks for a fresh login (its max auth age is 0) and takes no configuration. */
+export const isConfigurableRequiredAction = (providerId: string): boolean => providerId !== 'delete_account';
+
+/**
+ * Why a max_auth_age value cannot be stored (Keycloak's validateConfig: a whole number, at least
+ * 0), as its error message key; undefined when it can. An absent or empty value is fine.
+ */
+export function maxAuthAgeError(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^-?\d{1,10}$/.test(value.trim())) return 'error-invalid-value';
+  return Number(value) < 0 ? 'error-number-out-of-range-too-small' : undefined;
+}
+
+/** The action's configured max_auth_age in seconds, or undefined when none (or an unusable one) is set. */
+export function configuredMaxAuthAge(provider: RequiredActionProvider): number | undefined {
+  const value = provider.config[MAX_AUTH_AGE];
+  if (value === undefined || value === '' || maxAuthAgeError(value) !== undefined) return undefined;
+  return Number(value);
+}

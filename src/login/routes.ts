@@ -26,6 +26,7 @@ import { BrokerError, type BrokeredIdentity } from '../broker/types.ts';
 import type { User } from '../store/schema.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { createActionTokenPage } from './action-token-page.ts';
+import { AIA_RESULT_KEY, aiaOutcome, requestedAction, type AiaOutcome } from './application-initiated-actions.ts';
 import { authenticatePassword, type LoginFailure } from './authenticate.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
 import { realmLoginAuthenticator } from './login-authenticators.ts';
@@ -172,8 +173,10 @@ export function createLoginRoutes(pages: LoginPages) {
 
     const finish = async (result: Record<string, unknown>): Promise<void> => {
       // provider.interactionResult(..., { mergeWithLastSubmission: false }) on the interaction this
-      // request already read: it would read the interaction (and its session) again.
-      interaction.result = result;
+      // request already read: it would read the interaction (and its session) again. A kc_action
+      // outcome of the login before this consent goes on to the authorization response.
+      const carried = aiaOutcome(interaction.lastSubmission);
+      interaction.result = carried && !(AIA_RESULT_KEY in result) ? { ...result, [AIA_RESULT_KEY]: carried } : result;
       await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
       ctx.status = 303;
       ctx.redirect(interaction.returnTo);
@@ -221,6 +224,15 @@ export function createLoginRoutes(pages: LoginPages) {
 
     const loginHint = typeof params.login_hint === 'string' ? params.login_hint.slice(0, MAX_USERNAME) : '';
     const flow = flowState(interaction);
+    // kc_action (application-initiated-actions.ts): with a live SSO session the login prompt may
+    // ask only for the action (reason kc_action) or for the password first (kc_action_reauthenticate).
+    const aiaAction = requestedAction(realm.settings, params)?.alias;
+    const aiaState: Pick<FlowState, 'aia'> = aiaAction ? { aia: { action: aiaAction } } : {};
+    const ssoUserId = interaction.session?.accountId;
+    const reasons = interaction.prompt.reasons;
+    const aiaReasonsOnly = ssoUserId !== undefined && aiaAction !== undefined
+      && reasons.every((r) => r === 'kc_action' || r === 'kc_action_reauthenticate');
+    const reauthenticate = aiaReasonsOnly && reasons.includes('kc_action_reauthenticate');
 
     // --- identity brokering (src/broker/): a provider's validated identity arrives here --------
     const handoff = step === 'broker' ? ctx.query.code
@@ -249,14 +261,22 @@ export function createLoginRoutes(pages: LoginPages) {
     }
     // --- end identity brokering ---------------------------------------------------------------
 
+    // The signed-in user runs the action their application asked for; no login is repeated.
+    if (!flow && aiaReasonsOnly && !reauthenticate && !isPost && !step) {
+      const user = await findUserById(realm.db, realm.id, ssoUserId);
+      if (user?.enabled) {
+        const state: FlowState = { userId: user.id, username: user.username, rememberMe: false, amr: [], stage: 'actions', entered: [], sso: true, ...aiaState };
+        const authenticator = await realmLoginAuthenticator(realm, user);
+        return continueFlow(state, actionPageFor(user, authenticator));
+      }
+    }
+
     // After the password: the OTP step and required actions of the user authenticated so far.
     if (flow && !flow.link && step !== 'restart') {
       const user = await findUserById(realm.db, realm.id, flow.userId);
       if (!user || !user.enabled) return restartFlow();
       const authenticator = await realmLoginAuthenticator(realm, user);
-      const page: ActionPageContext = {
-        pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer,
-      };
+      const page = actionPageFor(user, authenticator);
       if (flow.stage === 'otp') {
         if (isPost && step === 'otp') return submitOtp(flow, page);
         return renderOtp(page);
@@ -268,17 +288,26 @@ export function createLoginRoutes(pages: LoginPages) {
           const outcome = await submitRequiredAction({ ...page, hidden: { requiredAction: current } }, current, form);
           if (outcome === 'rendered') return;
           if (outcome === 'cancelled') return finish({ error: 'access_denied', error_description: 'User declined the required action' });
+          // The user had the requested action pending: it ran in its turn, not cancellable.
+          if (flow.aia?.action === current && !flow.aia.status) return continueFlow(await savedFlow({ ...flow, aia: { action: current, status: 'success' } }), page);
+        } else if (!current && flow.aia && !flow.aia.status && form.requiredAction === flow.aia.action) {
+          return submitRequestedAction(flow, { ...page, hidden: { requiredAction: flow.aia.action }, applicationInitiated: true }, flow.aia.action);
         }
       }
       return continueFlow(flow, page);
     }
     if (flow && step === 'restart') await saveFlow(undefined);
 
+    // A login too old for the requested action: the same user enters their password again.
+    const reauthenticating = reauthenticate ? await findUserById(realm.db, realm.id, ssoUserId) : undefined;
     if (!isPost) {
+      if (reauthenticating) {
+        return pages.render(ctx, realm, 'login-password', { ...common, username: reauthenticating.username, message: { type: 'info', text: t(locale, 'reauthenticate') } });
+      }
       return pages.render(ctx, realm, singlePage ? 'login' : 'login-username', { ...common, username: step === 'restart' ? '' : loginHint });
     }
 
-    const username = text('username', MAX_USERNAME).trim();
+    const username = reauthenticating?.username ?? text('username', MAX_USERNAME).trim();
     const rememberMe = realm.settings.rememberMe && form.rememberMe === 'on';
     if (step === 'username') {
       if (!username) return pages.render(ctx, realm, 'login-username', { ...common, errors: { username: t(locale, 'missingUsernameMessage') } }, 400);
@@ -305,8 +334,8 @@ export function createLoginRoutes(pages: LoginPages) {
     }
     const { user, authenticator } = result;
     const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), authenticator) : [];
-    const state: FlowState = { userId: user.id, username, rememberMe, amr: ['pwd'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [] };
-    const actionPage: ActionPageContext = { pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer };
+    const state: FlowState = { userId: user.id, username, rememberMe, amr: ['pwd'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [], ...aiaState };
+    const actionPage = actionPageFor(user, authenticator);
     // The flow state is saved before a page shows: the OTP page here, and continueFlow saves a
     // state (none entered yet) before its first required action. A login that finishes now
     // saves only its result.
@@ -319,9 +348,20 @@ export function createLoginRoutes(pages: LoginPages) {
 
     // --- steps after the password -------------------------------------------------------------
 
+    /** The required-action pages' context for this user; their SSO session on this browser is the one kept. */
+    function actionPageFor(user: User, authenticator: ActionPageContext['authenticator']): ActionPageContext {
+      const currentSessionId = interaction.session?.accountId === user.id ? interaction.session.uid : undefined;
+      return { pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer, ...(currentSessionId ? { currentSessionId } : {}) };
+    }
+
     async function saveFlow(next: FlowState | undefined): Promise<void> {
       interaction.result = next ? { [FLOW_KEY]: next } : undefined;
       await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
+    }
+
+    async function savedFlow(next: FlowState): Promise<FlowState> {
+      await saveFlow(next);
+      return next;
     }
 
     async function restartFlow(): Promise<void> {
@@ -364,15 +404,43 @@ export function createLoginRoutes(pages: LoginPages) {
       return continueFlow(next, actionPage);
     }
 
-    /** Required actions, then the login's result. A state whose actions were entered is a saved one. */
+    /**
+     * Required actions, then the one the application asked for (kc_action), then the login's
+     * result. A state whose actions were entered is a saved one.
+     */
     async function continueFlow(state: FlowState, actionPage: ActionPageContext): Promise<void> {
       const [current] = await pendingRequiredActions(realm, actionPage.user, actionPage.authenticator, undefined, { brokered: state.broker !== undefined });
+      if (current === undefined && state.aia && !state.aia.status) {
+        const requested = state.aia.action;
+        if (!state.entered.includes(requested)) {
+          await enterRequiredAction(actionPage, requested);
+          await saveFlow({ ...state, entered: [...state.entered, requested] });
+        }
+        return renderRequiredAction({ ...actionPage, hidden: { requiredAction: requested }, applicationInitiated: true }, requested);
+      }
       if (current === undefined) return finishLogin(state, actionPage.user);
       if (!state.entered.includes(current)) {
         await enterRequiredAction(actionPage, current);
         await saveFlow({ ...state, entered: [...state.entered, current] });
       }
       return renderRequiredAction({ ...actionPage, hidden: { requiredAction: current } }, current);
+    }
+
+    /** The requested action's form: done, cancelled (the login still completes), or shown again with its errors. */
+    async function submitRequestedAction(state: FlowState, actionPage: ActionPageContext, action: string): Promise<void> {
+      let status: AiaOutcome['status'];
+      if (form['cancel-aia'] === 'true') {
+        deps.event(realm, {
+          type: 'CUSTOM_REQUIRED_ACTION_ERROR', clientId, userId: actionPage.user.id, ipAddress: ctx.ip, error: 'rejected_by_user',
+          details: { custom_required_action: action },
+        });
+        status = 'cancelled';
+      } else {
+        const outcome = await submitRequiredAction(actionPage, action, form);
+        if (outcome === 'rendered') return;
+        status = outcome === 'done' ? 'success' : 'cancelled';
+      }
+      return continueFlow(await savedFlow({ ...state, aia: { action, status } }), actionPage);
     }
 
     // --- identity brokering ------------------------------------------------------------------
@@ -396,7 +464,7 @@ export function createLoginRoutes(pages: LoginPages) {
       if (outcome.kind === 'confirm-link') {
         const handoffId = await createBrokerRequest(realm, { alias: provider.alias, interactionUid: uid, clientId, identity });
         const state: FlowState = {
-          userId: outcome.existing.id, username: outcome.existing.username, rememberMe: false, amr: [], stage: 'actions', entered: [],
+          userId: outcome.existing.id, username: outcome.existing.username, rememberMe: false, amr: [], stage: 'actions', entered: [], ...aiaState,
           link: { alias: provider.alias, handoffId, providerName: provider.row.display_name || provider.alias },
         };
         await saveFlow(state);
@@ -409,12 +477,12 @@ export function createLoginRoutes(pages: LoginPages) {
       if (outcome.linked) deps.event(realm, { type: 'FEDERATED_IDENTITY_LINK', clientId, userId: user.id, ipAddress: ctx.ip, details });
       deps.event(realm, { type: outcome.created || outcome.linked ? 'IDENTITY_PROVIDER_FIRST_LOGIN' : 'IDENTITY_PROVIDER_LOGIN', clientId, userId: user.id, ipAddress: ctx.ip, details });
       const state: FlowState = {
-        userId: user.id, username: user.username, rememberMe: false, amr: ['fed'], stage: 'actions', entered: [],
+        userId: user.id, username: user.username, rememberMe: false, amr: ['fed'], stage: 'actions', entered: [], ...aiaState,
         broker: brokerSessionNote(realm, provider, identity),
       };
       await saveFlow(state);
       const authenticator = await realmLoginAuthenticator(realm, user);
-      return continueFlow(state, { pages, ctx, realm, user, authenticator, locale, csrf, formAction: actions.action, clientId, issuer });
+      return continueFlow(state, actionPageFor(user, authenticator));
     }
 
     async function renderLink(state: FlowState, error?: string): Promise<void> {
@@ -450,17 +518,20 @@ export function createLoginRoutes(pages: LoginPages) {
       const user = (await findUserById(realm.db, realm.id, result.user.id))!;
       const devices = result.hasOtp ? matchingDevices(await listOtpDevices(realm.db, user.id), result.authenticator) : [];
       const next: FlowState = {
-        userId: user.id, username: user.username, rememberMe: false, amr: ['pwd', 'fed'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [],
+        userId: user.id, username: user.username, rememberMe: false, amr: ['pwd', 'fed'], stage: devices.length > 0 ? 'otp' : 'actions', entered: [], ...aiaState,
         broker: brokerSessionNote(realm, provider, identity),
       };
       await saveFlow(next);
-      const actionPage: ActionPageContext = { pages, ctx, realm, user, authenticator: result.authenticator, locale, csrf, formAction: actions.action, clientId, issuer };
+      const actionPage = actionPageFor(user, result.authenticator);
       if (next.stage === 'actions') await recordLoginSuccess(realm.db, realm.id, user.id, result.authenticator.settings);
       return next.stage === 'otp' ? renderOtp(actionPage) : continueFlow(next, actionPage);
     }
 
     async function finishLogin(state: FlowState, user: { id: string; enabled: boolean }): Promise<void> {
       if (!user.enabled) return restartFlow();
+      const requested: Record<string, AiaOutcome> = state.aia ? { [AIA_RESULT_KEY]: { action: state.aia.action, status: state.aia.status ?? 'error' } } : {};
+      // Signed in before this request: only the action's outcome; the SSO session stays as it is.
+      if (state.sso) return finish(requested);
       // Another user on this browser: their SSO session ends before this one starts.
       const previous = interaction.session;
       if (previous?.accountId && previous.accountId !== user.id && previous.uid) {
@@ -472,6 +543,7 @@ export function createLoginRoutes(pages: LoginPages) {
       const extras: LoginResultExtras = { username: state.username, ipAddress: ctx.ip, ...(state.broker ? { broker: state.broker } : {}) };
       return finish({
         login: { accountId: user.id, remember: state.rememberMe, ts: Math.floor(Date.now() / 1000), acr: '1', amr: state.amr, ...extras },
+        ...requested,
       });
     }
   };
@@ -504,6 +576,10 @@ type FlowState = {
   broker?: BrokerSessionNote;
   /** An identity provider's identity waits to be linked to this (existing) user, who must sign in first. */
   link?: { alias: string; handoffId: string; providerName: string };
+  /** The action the application asked for (kc_action) and, once it ran or was cancelled, how it ended. */
+  aia?: { action: string; status?: AiaOutcome['status'] };
+  /** The user was signed in before this request (SSO session): the flow ends without a new login. */
+  sso?: boolean;
 };
 
 function flowState(interaction: Interaction): FlowState | undefined {

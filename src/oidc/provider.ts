@@ -3,6 +3,7 @@
 // token shape, token response fields, client authentication methods.
 import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
+import { authorizationResponseParams } from '../login/application-initiated-actions.ts';
 import type { LoginEvent } from '../events/events.ts';
 import type { ClientModel, RealmContext } from '../realms/context.ts';
 import { ssoSessionLifespans } from '../realms/settings.ts';
@@ -139,9 +140,10 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
         return Boolean(realm.loadedClient(client.clientId)?.row.attributes['pkce.code.challenge.method']);
       },
     },
-    // Keycloak's kc_idp_hint (straight to an identity provider) and the handoff of an IdP-initiated
+    // Keycloak's kc_idp_hint (straight to an identity provider), kc_action and the handoff of an IdP-initiated
     // SAML login (src/broker/routes.ts) reach the login pages through the interaction's params.
-    extraParams: ['kc_idp_hint', 'broker_handoff'],
+    // kc_action asks the user to run one required action (src/login/application-initiated-actions.ts).
+    extraParams: ['kc_idp_hint', 'broker_handoff', 'kc_action'],
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -282,6 +284,10 @@ export function buildProvider(realm: RealmContext, issuer: string, hooks: Provid
     }
   });
 
+  // The outcome of a kc_action goes back with the code (authorization.success hands over the response's parameters).
+  provider.on('authorization.success', (ctx: KoaContextWithOIDC, out?: Record<string, unknown>) => {
+    if (out) Object.assign(out, authorizationResponseParams(ctx.oidc.params as Record<string, unknown>, ctx.oidc.result));
+  });
   provider.on('server_error', (ctx: unknown, error: Error) => hooks.onServerError(realm, error));
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     hooks.onTokenIssued(realm, String(ctx.oidc.params?.grant_type ?? 'unknown'), ctx.oidc.client?.clientId, ctx.ip);

@@ -39,6 +39,22 @@ export async function endSsoSession(realm: RealmContext, issuer: string, sid: st
   return { userId: session?.user_id, clientIds: clients.map((c) => c.clientId) };
 }
 
+/**
+ * Ends every SSO session of the user but `except` (Keycloak's logoutOtherSessions and the admin
+ * user logout); offline sessions stay. Returns how many ended.
+ */
+export async function endUserSessions(realm: RealmContext, issuer: string, userId: string, logger: Logger, except?: string): Promise<number> {
+  const sessions = await realm.db.selectFrom('user_sessions').select('id')
+    .where('realm_id', '=', realm.id).where('user_id', '=', userId).where('offline', '=', false).execute();
+  let ended = 0;
+  for (const session of sessions) {
+    if (session.id === except) continue;
+    await endSsoSession(realm, issuer, session.id, logger);
+    ended++;
+  }
+  return ended;
+}
+
 async function sendBackchannelLogout(realm: RealmContext, issuer: string, clientId: string, attributes: Record<string, string>, userId: string, sid: string, logger: Logger): Promise<void> {
   const url = attributes['backchannel.logout.url']!;
   const now = Math.floor(Date.now() / 1000);

@@ -2,10 +2,13 @@
 // the SSO cookie and its Session row; the user_sessions row (same id: the session's uid) carries
 // Keycloak's lifecycle: idle and max lifespans, remember-me, logout. The login prompt gets one
 // more check, which starts the user session right after a login and otherwise asks for a new
-// login when the user session has ended.
+// login when the user session has ended. Two more checks serve kc_action (application-initiated
+// actions, src/login/application-initiated-actions.ts): a login too old for the action asks for
+// the password again, and an action not yet run in this request sends the user to its page.
 import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
 import type { BrokerSessionNote } from '../broker/login-handoff.ts';
+import { aiaOutcome, maxAuthAge, requestedAction } from '../login/application-initiated-actions.ts';
 import type { LoginEvent } from '../events/events.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { ssoSessionLifespans } from '../realms/settings.ts';
@@ -42,6 +45,17 @@ export function interactionPolicyFor(realm: RealmContext, record: (realm: RealmC
       record(realm, loginEvent(ctx, session.accountId, session.uid, alive.login_username));
     }
     return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+  }));
+  login?.checks.add(new interactionPolicy.Check('kc_action_reauthenticate', 'the requested action needs a fresh login', 'login_required', async (ctx: KoaContextWithOIDC) => {
+    const { session, result } = ctx.oidc;
+    if (!session?.accountId || (result as { login?: unknown } | undefined)?.login || aiaOutcome(result)) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    const action = requestedAction(realm.settings, ctx.oidc.params as Record<string, unknown>);
+    if (!action) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    return session.past(await maxAuthAge(realm, action, session.accountId));
+  }));
+  login?.checks.add(new interactionPolicy.Check('kc_action', 'the requested action needs the end-user', 'interaction_required', (ctx: KoaContextWithOIDC) => {
+    if (aiaOutcome(ctx.oidc.result)) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    return requestedAction(realm.settings, ctx.oidc.params as Record<string, unknown>) !== undefined;
   }));
   return policy;
 }

@@ -39,6 +39,7 @@ type KcWindow = {
     updateToken(minValidity: number): Promise<boolean>;
     loadUserInfo(): Promise<Record<string, unknown>>;
     logout(options?: { redirectUri?: string }): Promise<void>;
+    login(options?: { action?: string; redirectUri?: string }): Promise<void>;
   };
   authenticated?: boolean;
   kcError?: string;
@@ -65,6 +66,7 @@ const kc = new Keycloak({ url: ${JSON.stringify(serverUrl)}, realm: ${JSON.strin
 for (const name of ['onReady', 'onAuthSuccess', 'onAuthError', 'onAuthRefreshSuccess', 'onAuthRefreshError', 'onAuthLogout', 'onTokenExpired']) {
   kc[name] = () => window.kcEvents.push(name);
 }
+kc.onActionUpdate = (status, action) => window.kcEvents.push('onActionUpdate:' + status + ':' + action);
 window.kc = kc;
 const onLoad = new URLSearchParams(location.search).get('onLoad');
 try {
@@ -321,6 +323,22 @@ describe('keycloak-js against Cloakroom', { timeout: 60_000 }, () => {
         expect(kc.sessionId).toBe(sid);
         expect(kc.tokenParsed.preferred_username).toBe(USERNAME);
         expect(kc.tokenParsed.acr).toBe('0'); // SSO reuse, not a fresh login
+      });
+
+      it("login({ action: 'UPDATE_PASSWORD' }) shows the action at once; Cancel returns to the app through onActionUpdate", async () => {
+        expect(firstRefreshToken, 'needs the login of the first test').toBeDefined();
+        const sid = await page.evaluate(() => window.kc.sessionId);
+        await Promise.all([
+          page.waitForURL((url) => url.href.startsWith(`${issuer}/login-actions/`), { timeout: 20_000 }),
+          page.evaluate((redirectUri) => { void window.kc.login({ action: 'UPDATE_PASSWORD', redirectUri }); }, `${app.origin}/?onLoad=check-sso`),
+        ]);
+        // The SSO session's login is fresh: no password prompt, the action's page with Cancel.
+        await page.waitForSelector('#password-new');
+        await page.click('#kc-cancel');
+        expect(await initSettled(page, app.origin), record.dump()).toEqual({ authenticated: true, error: undefined });
+        const kc = await page.evaluate(() => ({ sessionId: window.kc.sessionId, events: window.kcEvents }));
+        expect(kc.events).toContain('onActionUpdate:cancelled:UPDATE_PASSWORD');
+        expect(kc.sessionId).toBe(sid);
       });
 
       it('logout({ redirectUri }) ends the session and returns to the app; check-sso is then anonymous', async () => {
