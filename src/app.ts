@@ -54,7 +54,9 @@ export type AppServices = {
 
 const RESOURCE_TYPES: Record<string, string> = { '.css': 'text/css; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2' };
 
-const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), '/.well-known/openid-configuration']);
+/** Keycloak's self-registration entry (keycloak-js register()): an authorization request with prompt=create. */
+const REGISTRATIONS_ROUTE = '/protocol/openid-connect/registrations';
+const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), REGISTRATIONS_ROUTE, '/.well-known/openid-configuration']);
 
 function sendJson(ctx: Context, status: number, body: unknown, headers?: Record<string, string>): void {
   ctx.status = status;
@@ -256,9 +258,12 @@ export function createApp(services: AppServices): Koa {
       if (ctx.method !== 'GET') return methodNotAllowed(ctx);
       return dispatchToProvider(ctx, realm, issuer, origin, rest);
     }
-    if (rest === PROTOCOL_ROUTES.authorization && (ctx.method === 'GET' || ctx.method === 'POST')) {
+    const registration = rest === REGISTRATIONS_ROUTE;
+    if ((rest === PROTOCOL_ROUTES.authorization || registration) && (ctx.method === 'GET' || ctx.method === 'POST')) {
       // Keycloak takes the authorization request as GET or as a POSTed form; the Provider gets a GET.
+      // Its registrations endpoint is the same request starting at the registration page (prompt=create).
       const query = new URLSearchParams(ctx.querystring);
+      if (registration) query.set('prompt', 'create');
       if (ctx.method === 'POST') {
         const form = await readFormOrAnswer(ctx);
         if (!form) return;
@@ -267,7 +272,7 @@ export function createApp(services: AppServices): Koa {
       }
       keepOfflineAccess(query);
       ctx.querystring = query.toString();
-      return dispatchToProvider(ctx, realm, issuer, origin, rest);
+      return dispatchToProvider(ctx, realm, issuer, origin, PROTOCOL_ROUTES.authorization);
     }
     if (rest === PROTOCOL_ROUTES.token && ctx.method === 'POST') {
       // oidc-provider answers bodies that are no form (as Keycloak would: invalid_request).

@@ -26,7 +26,8 @@ import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
 import { countRealmPeople, escapeLike, isEveryPerson, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
-import { defaultRoleOf, UUID } from './realms.ts';
+import { giveNewUserDefaults } from '../realms/new-users.ts';
+import { UUID } from './realms.ts';
 import {
   AdminError, AdminErrorResponse, badRequest, conflict, created, noContent, notFound, ok, type AdminRouter, type RealmRequest,
 } from './router.ts';
@@ -696,7 +697,6 @@ export function registerUsersRoutes(admin: AdminRouter): void {
     // Keycloak's addUser gives a new user the realm's enabled default actions first.
     const actions = knownActions([...defaultActionsForNewUser(req.realm.settings), ...(rep.requiredActions ?? []), ...(temporaryPassword ? ['UPDATE_PASSWORD'] : [])]);
     const loginAuthenticatorId = await realmAuthenticatorId(req, rep.loginAuthenticatorId);
-    const defaultRole = await defaultRoleOf(db, req.realm);
     const id = newId();
     try {
       await db.transaction().execute(async (trx) => {
@@ -710,12 +710,7 @@ export function registerUsersRoutes(admin: AdminRouter): void {
           login_authenticator_id: loginAuthenticatorId ?? null,
           ...(rep.createdTimestamp ? { created_at: new Date(rep.createdTimestamp) } : {}),
         }).execute();
-        // What Keycloak's addUser gives every new user: the default role and the default groups.
-        if (defaultRole) await trx.insertInto('user_roles').values({ user_id: id, role_id: defaultRole.id as string }).execute();
-        const defaults = await trx.selectFrom('realm_default_groups').select('group_id').where('realm_id', '=', req.realm.id).execute();
-        for (const groupId of new Set([...defaults.map((g) => g.group_id), ...groupIds])) {
-          await trx.insertInto('user_groups').values({ user_id: id, group_id: groupId }).execute();
-        }
+        await giveNewUserDefaults(trx, req.realm, id, groupIds);
         for (const link of rep.federatedIdentities ?? []) {
           if (!link.identityProvider || !link.userId) throw badRequest('A federated identity needs identityProvider and userId');
           await trx.insertInto('federated_identities').values({

@@ -5,9 +5,9 @@
 //     the provider is trusted for e-mail and the e-mail matched; otherwise the user must first prove
 //     the existing account (its password) before the link is made.
 // Every change for one login is one transaction: a refused mapper leaves nothing half-created.
-import { defaultRoleOf } from '../admin/realms.ts';
 import { newId } from '../crypto/random.ts';
 import type { RealmContext } from '../realms/context.ts';
+import { giveNewUserDefaults } from '../realms/new-users.ts';
 import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
 import { findUserById } from '../store/users.ts';
@@ -79,11 +79,7 @@ export async function brokerLogin(realm: RealmContext, provider: BrokerProvider,
         application: false, attributes: JSON.stringify({}), required_actions: JSON.stringify([]),
       }).execute();
       await insertLink(trx, realm, provider, identity, userId);
-      // What Keycloak's addUser gives every new user: the default role and the default groups.
-      const defaultRole = await defaultRoleOf(trx, realm.realm);
-      if (defaultRole) await trx.insertInto('user_roles').values({ user_id: userId, role_id: defaultRole.id as string }).onConflict((oc) => oc.doNothing()).execute();
-      const defaults = await trx.selectFrom('realm_default_groups').select('group_id').where('realm_id', '=', realm.id).execute();
-      for (const { group_id } of defaults) await trx.insertInto('user_groups').values({ user_id: userId, group_id }).onConflict((oc) => oc.doNothing()).execute();
+      await giveNewUserDefaults(trx, realm.realm, userId);
       await applyMapperOutcome(trx, realm.id, userId, outcome, 'import');
     });
   } catch (error) {

@@ -11,7 +11,7 @@ import { Eta, EtaFileResolutionError } from 'eta';
 export type PageName =
   | 'login-username' | 'login-password' | 'login' | 'consent' | 'error' | 'logout-confirm' | 'logged-out' | 'info'
   | 'login-otp' | 'login-config-totp' | 'login-update-password' | 'login-update-profile' | 'terms' | 'login-verify-email'
-  | 'login-reset-password' | 'login-action-confirm' | 'login-broker-link' | 'saml-post';
+  | 'login-reset-password' | 'login-action-confirm' | 'login-broker-link' | 'saml-post' | 'register';
 export type PageMessage = { type: 'error' | 'warning' | 'info' | 'success'; text: string };
 export type PageData = {
   /** Realm id-name, used when there is no display name. */
@@ -45,6 +45,10 @@ export type PageData = {
   checklist?: { rule: string; text: string; check: { kind: string; arg?: string } }[];
   /** A required action the application asked for (kc_action): its page offers "Cancel" (name "cancel-aia", value "true"). */
   isAppInitiatedAction?: boolean;
+  /** Registration page: the values typed so far (never the passwords). */
+  registration?: { username: string; email: string; firstName: string; lastName: string };
+  /** Registration page: the e-mail is the username (no username field). */
+  registrationEmailAsUsername?: boolean;
   /** Update-profile page: current or submitted values. */
   profile?: { email: string; firstName: string; lastName: string };
   /** Verify-email page: the address the mail went to. */
@@ -84,7 +88,7 @@ const MESSAGES_FILE = /^messages_([a-zA-Z]{2,3}(?:_[a-zA-Z0-9]{2,8})*)\.json$/;
 const PAGES: ReadonlySet<string> = new Set<PageName>([
   'login-username', 'login-password', 'login', 'consent', 'error', 'logout-confirm', 'logged-out', 'info',
   'login-otp', 'login-config-totp', 'login-update-password', 'login-update-profile', 'terms', 'login-verify-email',
-  'login-reset-password', 'login-action-confirm', 'login-broker-link', 'saml-post',
+  'login-reset-password', 'login-action-confirm', 'login-broker-link', 'saml-post', 'register',
 ]);
 const MESSAGE_TYPES: ReadonlySet<string> = new Set<PageMessage['type']>(['error', 'warning', 'info', 'success']);
 

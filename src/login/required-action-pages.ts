@@ -99,6 +99,8 @@ export async function pendingRequiredActions(realm: RealmContext, user: User, au
   const providers = requiredActionProviders(realm.realm.settings).slice().sort((a, b) => a.priority - b.priority);
   const enabled = new Set(providers.filter((p) => p.enabled).map((p) => p.alias));
   const wanted = new Set((only ?? user.required_actions).filter((a) => only !== undefined || enabled.has(a)));
+  // The realm's "Verify email": every user with an unverified address verifies it (Keycloak's VerifyEmail trigger).
+  if (only === undefined && enabled.has('VERIFY_EMAIL') && realm.settings.verifyEmail && user.email && !user.email_verified) wanted.add('VERIFY_EMAIL');
   if (only === undefined && !options.brokered) {
     if (await passwordIsExpired(realm, user, authenticator)) wanted.add('UPDATE_PASSWORD');
     if (authenticator.settings.mfa !== 'none' && matchingDevices(await listOtpDevices(realm.db, user.id), authenticator).length === 0) {

@@ -28,6 +28,7 @@ import type { Mailer } from '../mail/mailer.ts';
 import { createActionTokenPage } from './action-token-page.ts';
 import { AIA_RESULT_KEY, aiaOutcome, requestedAction, type AiaOutcome } from './application-initiated-actions.ts';
 import { authenticatePassword, type LoginFailure } from './authenticate.ts';
+import { registerUser, registrationInput, type RegistrationValues } from './registration.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
 import { realmLoginAuthenticator } from './login-authenticators.ts';
 import { listOtpDevices, verifyOtp } from './otp.ts';
@@ -136,11 +137,11 @@ export function createLoginRoutes(pages: LoginPages) {
   return async function loginActions(ctx: Context, realm: RealmContext, issuer: string, provider: Provider, rest: string): Promise<void> {
     // E-mailed links need no interaction (they may be opened in another browser).
     if (rest === '/action-token') return actionTokenPage(ctx, realm, issuer);
-    const match = /^\/([\w-]{1,64})(?:\/(username|password|login|consent|restart|otp|action|reset-credentials|broker|broker-link))?$/.exec(rest);
+    const match = /^\/([\w-]{1,64})(?:\/(username|password|login|consent|restart|otp|action|reset-credentials|broker|broker-link|registration))?$/.exec(rest);
     if (!match) return pages.errorPage(ctx, realm, 'invalidRequestMessage', 404);
     const [, uid, step] = match as unknown as [string, string, string | undefined];
     const isPost = ctx.method === 'POST';
-    if (isPost ? !['username', 'password', 'login', 'consent', 'otp', 'action', 'reset-credentials', 'broker-link'].includes(step ?? '') : ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+    if (isPost ? !['username', 'password', 'login', 'consent', 'otp', 'action', 'reset-credentials', 'broker-link', 'registration'].includes(step ?? '') : ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       return pages.errorPage(ctx, realm, 'invalidRequestMessage', 405);
     }
 
@@ -165,6 +166,7 @@ export function createLoginRoutes(pages: LoginPages) {
       consent: `${loginBase}/consent`, restart: `${loginBase}/restart`, otp: `${loginBase}/otp`, action: `${loginBase}/action`,
       brokerLink: `${loginBase}/broker-link`,
       ...(resetPasswordAllowed(realm) ? { resetCredentials: `${loginBase}/reset-credentials` } : {}),
+      ...(realm.settings.registrationAllowed ? { registration: `${loginBase}/registration` } : {}),
     };
     const identityProviders = (await loginPageProviders(realm)).map((p) => ({
       alias: p.alias, displayName: p.row.display_name || p.alias, loginUrl: brokerLoginUrl(issuer, p.alias, uid),
@@ -213,7 +215,8 @@ export function createLoginRoutes(pages: LoginPages) {
       const scopes = (details.missingOIDCScope ?? []).filter((s) => s !== 'openid').map((name) => ({ name }));
       return pages.render(ctx, realm, 'consent', { ...common, clientName: client.row.name || client.clientId, scopes });
     }
-    if (interaction.prompt.name !== 'login') return pages.errorPage(ctx, realm, 'invalidRequestMessage', 400, locale);
+    // prompt=create (registration) is a login that starts on the registration page.
+    if (interaction.prompt.name !== 'login' && interaction.prompt.name !== 'create') return pages.errorPage(ctx, realm, 'invalidRequestMessage', 400, locale);
 
     if (step === 'reset-credentials') {
       return resetCredentials({
@@ -298,6 +301,12 @@ export function createLoginRoutes(pages: LoginPages) {
     }
     if (flow && step === 'restart') await saveFlow(undefined);
 
+    // Self-registration (registration.ts): the login page's link, the registrations endpoint and prompt=create.
+    if (step === 'registration' || (!step && !isPost && interaction.prompt.name === 'create')) {
+      if (!realm.settings.registrationAllowed) return pages.errorPage(ctx, realm, 'registrationNotAllowedMessage', 400, locale);
+      return isPost ? submitRegistration() : renderRegistration();
+    }
+
     // A login too old for the requested action: the same user enters their password again.
     const reauthenticating = reauthenticate ? await findUserById(realm.db, realm.id, ssoUserId) : undefined;
     if (!isPost) {
@@ -345,6 +354,35 @@ export function createLoginRoutes(pages: LoginPages) {
     }
     await recordLoginSuccess(realm.db, realm.id, user.id, authenticator.settings);
     return continueFlow(state, actionPage);
+
+    // --- registration ---------------------------------------------------------------------------
+
+    async function renderRegistration(values?: RegistrationValues, errors?: Record<string, string>): Promise<void> {
+      return pages.render(ctx, realm, 'register', {
+        ...common, registrationEmailAsUsername: realm.settings.registrationEmailAsUsername,
+        registration: values ?? { username: '', email: '', firstName: '', lastName: '' }, ...(errors ? { errors } : {}),
+      }, errors ? 400 : 200);
+    }
+
+    /** Creates the user and signs them in: their required actions (and a requested kc_action) follow. */
+    async function submitRegistration(): Promise<void> {
+      const input = registrationInput(form, realm.settings.registrationEmailAsUsername);
+      const { password: _password, passwordConfirm: _confirm, ...values } = input;
+      const details = {
+        auth_method: 'openid-connect', auth_type: 'code', register_method: 'form', redirect_uri: String(params.redirect_uri ?? ''),
+        username: input.username, email: input.email, first_name: input.firstName, last_name: input.lastName,
+      };
+      const outcome = await registerUser(realm, input);
+      if (!outcome.ok) {
+        deps.event(realm, { type: 'REGISTER_ERROR', clientId, ipAddress: ctx.ip, error: outcome.error, details });
+        const errors = Object.fromEntries(Object.entries(outcome.errors).map(([field, e]) => [field, deps.pages.t(locale, e.key, ...e.params)]));
+        return renderRegistration(values, errors);
+      }
+      const { user, authenticator } = outcome;
+      deps.event(realm, { type: 'REGISTER', clientId, userId: user.id, ipAddress: ctx.ip, details });
+      const state: FlowState = { userId: user.id, username: user.username, rememberMe: false, amr: ['pwd'], stage: 'actions', entered: [], ...aiaState };
+      return continueFlow(state, actionPageFor(user, authenticator));
+    }
 
     // --- steps after the password -------------------------------------------------------------
 
@@ -541,9 +579,11 @@ export function createLoginRoutes(pages: LoginPages) {
         await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
       }
       const extras: LoginResultExtras = { username: state.username, ipAddress: ctx.ip, ...(state.broker ? { broker: state.broker } : {}) };
+      // prompt=create is answered by this login, whether the user registered or signed in instead.
+      const created = String(params.prompt ?? '').split(' ').includes('create') ? { create: {} } : {};
       return finish({
         login: { accountId: user.id, remember: state.rememberMe, ts: Math.floor(Date.now() / 1000), acr: '1', amr: state.amr, ...extras },
-        ...requested,
+        ...requested, ...created,
       });
     }
   };

@@ -22,6 +22,10 @@ type LoginResult = { accountId: string; remember?: boolean; ts?: number } & Part
 
 export function interactionPolicyFor(realm: RealmContext, record: (realm: RealmContext, event: LoginEvent) => void): ReturnType<typeof interactionPolicy.base> {
   const policy = interactionPolicy.base();
+  // prompt=create (OpenID Connect Prompt Create; Keycloak's registrations endpoint): the login pages
+  // start at the registration page. A requestable prompt is pending until the interaction result
+  // names it: the login pages add `create` to any login of such a request.
+  policy.add(new interactionPolicy.Prompt({ name: 'create', requestable: true }), 0);
   const login = policy.get('login');
   login?.checks.add(new interactionPolicy.Check('sso_session_ended', 'the SSO session has ended', async (ctx: KoaContextWithOIDC) => {
     const session = ctx.oidc.session;

@@ -1,0 +1,209 @@
+// Self-registration on the hosted login pages, driven with fetch: the login page's "Register" link,
+// Keycloak's registrations endpoint and prompt=create, field errors, the realm's password policy,
+// taken usernames and e-mails, what a new user gets (default role and groups), events, the e-mail
+// as username, a realm without registration, and the realm's "Verify email".
+import crypto from 'node:crypto';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { startAdminBench, type AdminBench } from '../support/admin.ts';
+import { CookieJar, decodeEntities, follow, get, parseForm, post } from '../support/browserless.ts';
+import { startMailServer, type MailServer } from '../support/mail.ts';
+import { postForm } from '../support/server.ts';
+
+const REDIRECT = 'http://127.0.0.1:1/cb';
+const VERIFIER = crypto.randomBytes(32).toString('base64url');
+const CHALLENGE = crypto.createHash('sha256').update(VERIFIER).digest('base64url');
+
+type Page = { html: string; status: number; form: { action: string; hidden: Record<string, string> } };
+type Step = Page | { redirect: URL };
+
+describe('self-registration', () => {
+  let bench: AdminBench;
+  let mail: MailServer;
+
+  beforeAll(async () => {
+    mail = await startMailServer();
+    bench = await startAdminBench();
+    await bench.admin.realms.create({
+      realm: 'signup', enabled: true, eventsEnabled: true, registrationAllowed: true, passwordPolicy: 'length(10)',
+      smtpServer: mail.smtpServerSettings({ from: 'idp@signup.example' }),
+    });
+    await bench.admin.realms.create({ realm: 'closed', enabled: true });
+    await bench.admin.realms.create({
+      realm: 'by-email', enabled: true, registrationAllowed: true, registrationEmailAsUsername: true,
+      smtpServer: mail.smtpServerSettings({ from: 'idp@by-email.example' }),
+    });
+    for (const realm of ['signup', 'closed', 'by-email']) {
+      await bench.admin.clients.create({ realm, clientId: 'web', publicClient: true, redirectUris: [REDIRECT], directAccessGrantsEnabled: true });
+    }
+    const { id: groupId } = await bench.admin.groups.create({ realm: 'signup', name: 'customers' });
+    await bench.admin.realms.addDefaultGroup({ realm: 'signup', id: groupId });
+  });
+  afterAll(async () => {
+    await bench?.stop();
+    await mail?.stop();
+  });
+
+  const issuer = (realm: string): string => `${bench.server.url}/realms/${realm}`;
+  const query = (extra: Record<string, string> = {}): string => new URLSearchParams({
+    client_id: 'web', response_type: 'code', scope: 'openid', redirect_uri: REDIRECT, code_challenge: CHALLENGE, code_challenge_method: 'S256', ...extra,
+  }).toString();
+
+  async function toStep(response: Response, from: string, jar: CookieJar): Promise<Step> {
+    const { response: last, url } = await follow(response, jar, (u) => u.startsWith(REDIRECT));
+    if (url.startsWith(REDIRECT)) return { redirect: new URL(url) };
+    const html = await last.text();
+    return { html, status: last.status, form: /<form/.test(html) ? parseForm(html, url) : { action: '', hidden: {} } };
+  }
+  const open = async (url: string, jar: CookieJar): Promise<Step> => toStep(await get(url, jar), url, jar);
+  const submit = async (page: Page, fields: Record<string, string>, jar: CookieJar): Promise<Step> =>
+    toStep(await post(page.form.action, { ...page.form.hidden, ...fields }, jar), page.form.action, jar);
+  const page = (step: Step): Page => {
+    if ('redirect' in step) throw new Error(`expected a page, got the redirect ${step.redirect.href}`);
+    return step;
+  };
+  const redirect = (step: Step): URL => {
+    if (!('redirect' in step)) throw new Error(`expected the redirect, got a page (${step.status}): ${step.html.slice(0, 400)}`);
+    return step.redirect;
+  };
+  const title = (p: Page): string => /<h1[^>]*>([^<]*)<\/h1>/.exec(p.html)?.[1] ?? '';
+  const fieldError = (p: Page, field: string): string | undefined => {
+    const text = new RegExp(`id="input-error-${field}"[^>]*>([^<]*)<`).exec(p.html)?.[1];
+    return text === undefined ? undefined : decodeEntities(text);
+  };
+
+  async function registrationPage(realm: string, jar: CookieJar): Promise<Page> {
+    const login = page(await open(`${issuer(realm)}/protocol/openid-connect/auth?${query()}`, jar));
+    const link = /id="kc-register-link"[^>]*href="([^"]+)"/.exec(login.html)?.[1];
+    expect(link, 'the login page links to the registration page').toBeDefined();
+    return page(await open(new URL(link!.replaceAll('&amp;', '&'), bench.server.url).href, jar));
+  }
+
+  async function events(realm: string, type: string): Promise<Array<{ error: string | null; user_id: string | null; details: Record<string, unknown> }>> {
+    const realmId = (await bench.server.store.db.selectFrom('realms').select('id').where('name', '=', realm).executeTakeFirstOrThrow()).id;
+    for (let i = 0; i < 40; i++) {
+      const rows = await bench.server.store.db.selectFrom('events').select(['error', 'user_id', 'details']).where('realm_id', '=', realmId).where('type', '=', type).execute();
+      if (rows.length > 0) return rows.map((r) => ({ ...r, details: (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown> }));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return [];
+  }
+
+  async function exchange(realm: string, code: string): Promise<Record<string, unknown>> {
+    const response = await postForm(`${issuer(realm)}/protocol/openid-connect/token`, {
+      grant_type: 'authorization_code', client_id: 'web', code, redirect_uri: REDIRECT, code_verifier: VERIFIER,
+    });
+    const body = await response.json() as Record<string, unknown>;
+    expect({ status: response.status, body }).toMatchObject({ status: 200 });
+    return body;
+  }
+  const claims = (jwt: unknown): Record<string, unknown> => JSON.parse(Buffer.from(String(jwt).split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+
+  const person = { firstName: 'Rita', lastName: 'Hayworth', email: 'Rita@Signup.example', username: 'Rita' };
+
+  it('registers from the login page: field errors, policy, then the new user is signed in with the defaults', async () => {
+    const jar = new CookieJar();
+    const form = await registrationPage('signup', jar);
+    expect(title(form)).toBe('Register');
+    for (const field of ['firstName', 'lastName', 'email', 'username', 'password', 'password-confirm']) expect(form.html).toContain(`name="${field}"`);
+
+    const empty = page(await submit(form, {}, jar));
+    expect(empty.status).toBe(400);
+    expect(fieldError(empty, 'firstName')).toBe('Please specify first name.');
+    expect(fieldError(empty, 'email')).toBe('Please specify email.');
+    expect(fieldError(empty, 'username')).toBe('Please specify username.');
+    expect(fieldError(empty, 'password')).toBe('Please specify password.');
+
+    const mismatch = page(await submit(empty, { ...person, password: 'Long-enough-1', 'password-confirm': 'other' }, jar));
+    expect(fieldError(mismatch, 'password-confirm')).toBe("Passwords don't match.");
+    // What was typed comes back (escaped), the passwords do not.
+    expect(mismatch.html).toContain('value="Hayworth"');
+    expect(mismatch.html).not.toContain('Long-enough-1');
+
+    const short = page(await submit(mismatch, { ...person, password: 'short', 'password-confirm': 'short' }, jar));
+    expect(fieldError(short, 'password')).toBe('Invalid password: minimum length 10.');
+    expect(await bench.admin.users.find({ realm: 'signup', username: 'rita', exact: true })).toEqual([]);
+
+    const done = redirect(await submit(short, { ...person, password: 'Long-enough-1', 'password-confirm': 'Long-enough-1' }, jar));
+    const tokens = await exchange('signup', done.searchParams.get('code')!);
+    const access = claims(tokens.access_token);
+    expect(access).toMatchObject({ preferred_username: 'rita', email: 'rita@signup.example', given_name: 'Rita', family_name: 'Hayworth', email_verified: false });
+    expect((access.realm_access as { roles: string[] }).roles).toEqual(expect.arrayContaining(['default-roles-signup', 'offline_access']));
+
+    const [rita] = await bench.admin.users.find({ realm: 'signup', username: 'rita', exact: true });
+    expect(rita).toMatchObject({ enabled: true, emailVerified: false, firstName: 'Rita', lastName: 'Hayworth' });
+    expect((await bench.admin.users.listGroups({ realm: 'signup', id: rita!.id! })).map((g) => g.name)).toEqual(['customers']);
+    const password = await postForm(`${issuer('signup')}/protocol/openid-connect/token`, { grant_type: 'password', client_id: 'web', username: 'rita', password: 'Long-enough-1' });
+    expect(password.status).toBe(200);
+
+    const [registered] = await events('signup', 'REGISTER');
+    expect(registered).toMatchObject({ user_id: rita!.id, details: { register_method: 'form', username: 'rita', email: 'rita@signup.example' } });
+    const refused = await events('signup', 'REGISTER_ERROR');
+    expect(refused.map((e) => e.error).sort()).toEqual(['invalid_registration', 'invalid_registration', 'invalid_registration']);
+  });
+
+  it('refuses a taken username or e-mail, whatever the case', async () => {
+    const jar = new CookieJar();
+    const form = await registrationPage('signup', jar);
+    const taken = page(await submit(form, { ...person, username: 'RITA', email: 'other@signup.example', password: 'Long-enough-1', 'password-confirm': 'Long-enough-1' }, jar));
+    expect(fieldError(taken, 'username')).toBe('Username already exists.');
+    const email = page(await submit(taken, { ...person, username: 'rita2', email: 'RITA@signup.example', password: 'Long-enough-1', 'password-confirm': 'Long-enough-1' }, jar));
+    expect(fieldError(email, 'email')).toBe('Email already exists.');
+    expect((await events('signup', 'REGISTER_ERROR')).map((e) => e.error)).toEqual(expect.arrayContaining(['username_in_use', 'email_in_use']));
+  });
+
+  it('the registrations endpoint (keycloak-js register()) and prompt=create start at the registration page', async () => {
+    const viaEndpoint = page(await open(`${issuer('signup')}/protocol/openid-connect/registrations?${query()}`, new CookieJar()));
+    expect(title(viaEndpoint)).toBe('Register');
+    const jar = new CookieJar();
+    const viaPrompt = page(await open(`${issuer('signup')}/protocol/openid-connect/auth?${query({ prompt: 'create' })}`, jar));
+    expect(title(viaPrompt)).toBe('Register');
+    const done = redirect(await submit(viaPrompt, {
+      firstName: 'Sam', lastName: 'Spade', email: 'sam@signup.example', username: 'sam', password: 'Long-enough-2', 'password-confirm': 'Long-enough-2',
+    }, jar));
+    expect(claims((await exchange('signup', done.searchParams.get('code')!)).id_token).preferred_username).toBe('sam');
+  });
+
+  it('with the e-mail as username there is no username field', async () => {
+    const jar = new CookieJar();
+    const form = await registrationPage('by-email', jar);
+    expect(form.html).not.toContain('name="username"');
+    const done = redirect(await submit(form, { firstName: 'Ed', lastName: 'Wood', email: 'Ed@Wood.example', password: 'Whatever-1', 'password-confirm': 'Whatever-1' }, jar));
+    expect(claims((await exchange('by-email', done.searchParams.get('code')!)).access_token).preferred_username).toBe('ed@wood.example');
+  });
+
+  it('a realm without registration offers no link and refuses the page and the endpoint', async () => {
+    const jar = new CookieJar();
+    const login = page(await open(`${issuer('closed')}/protocol/openid-connect/auth?${query()}`, jar));
+    expect(login.html).not.toContain('kc-register-link');
+    const direct = page(await open(login.form.action.replace(/\/username$/, '/registration'), jar));
+    expect(direct.status).toBe(400);
+    expect(direct.html).toContain('Registration not allowed');
+    const posted = await post(login.form.action.replace(/\/username$/, '/registration'), { ...login.form.hidden, ...person, password: 'Long-enough-1', 'password-confirm': 'Long-enough-1' }, jar);
+    expect(posted.status).toBe(400);
+    expect(await bench.admin.users.find({ realm: 'closed', username: 'rita', exact: true })).toEqual([]);
+    const endpoint = page(await open(`${issuer('closed')}/protocol/openid-connect/registrations?${query()}`, new CookieJar()));
+    expect(endpoint.html).toContain('Registration not allowed');
+  });
+
+  it('the realm\'s "Verify email" asks every user with an unverified address, at registration and at login', async () => {
+    await bench.admin.realms.update({ realm: 'by-email' }, { verifyEmail: true });
+    try {
+      const jar = new CookieJar();
+      const form = await registrationPage('by-email', jar);
+      const verify = page(await submit(form, { firstName: 'Vera', lastName: 'Miles', email: 'vera@miles.example', password: 'Whatever-1', 'password-confirm': 'Whatever-1' }, jar));
+      expect(title(verify)).toBe('Email verification');
+      const message = await mail.waitFor((m) => m.to.includes('vera@miles.example'));
+      expect(message.text).toMatch(/action-token\?key=/);
+      // The earlier user (unverified) meets the same page at the password grant's equivalent: the grant refuses.
+      const grant = await postForm(`${issuer('by-email')}/protocol/openid-connect/token`, { grant_type: 'password', client_id: 'web', username: 'ed@wood.example', password: 'Whatever-1' });
+      expect(grant.status).toBe(400);
+      expect(await grant.json()).toEqual({ error: 'invalid_grant', error_description: 'Account is not fully set up' });
+    } finally {
+      await bench.admin.realms.update({ realm: 'by-email' }, { verifyEmail: false });
+    }
+    const grant = await postForm(`${issuer('by-email')}/protocol/openid-connect/token`, { grant_type: 'password', client_id: 'web', username: 'ed@wood.example', password: 'Whatever-1' });
+    expect(grant.status).toBe(200);
+  });
+});
