@@ -7,7 +7,9 @@ import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startAdminBench, type AdminBench } from '../support/admin.ts';
-import { CookieJar, follow, get, parseForm, post } from '../support/browserless.ts';
+import {
+  CookieJar, openStep, pageOf, redirectOf, submitStep, type FlowPage, type FlowStep,
+} from '../support/browserless.ts';
 import { postForm } from '../support/server.ts';
 
 const REALM = 'aia';
@@ -16,8 +18,6 @@ const PASSWORD = 'Password-123';
 const VERIFIER = crypto.randomBytes(32).toString('base64url');
 const CHALLENGE = crypto.createHash('sha256').update(VERIFIER).digest('base64url');
 
-type Page = { url: string; html: string; status: number; form: { action: string; hidden: Record<string, string> } };
-type Step = Page | { redirect: URL };
 
 describe('application-initiated actions (kc_action)', () => {
   let bench: AdminBench;
@@ -46,29 +46,15 @@ describe('application-initiated actions (kc_action)', () => {
     code_challenge: CHALLENGE, code_challenge_method: 'S256', ...extra,
   })}`;
 
-  async function toStep(response: Response, from: string, jar: CookieJar): Promise<Step> {
-    const { response: last, url } = await follow(response, jar, (u) => u.startsWith(REDIRECT));
-    if (url.startsWith(REDIRECT)) return { redirect: new URL(url) };
-    const html = await last.text();
-    return { url, html, status: last.status, form: parseForm(html, from) };
-  }
-  const open = async (url: string, jar: CookieJar): Promise<Step> => toStep(await get(url, jar), url, jar);
-  const submit = async (page: Page, fields: Record<string, string>, jar: CookieJar): Promise<Step> =>
-    toStep(await post(page.form.action, { ...page.form.hidden, ...fields }, jar), page.form.action, jar);
-
-  const page = (step: Step): Page => {
-    if ('redirect' in step) throw new Error(`expected a page, got the redirect ${step.redirect.href}`);
-    return step;
-  };
-  const redirect = (step: Step): URL => {
-    if (!('redirect' in step)) throw new Error(`expected the redirect to the client, got a page (${step.status}): ${step.html.slice(0, 400)}`);
-    return step.redirect;
-  };
-  const title = (p: Page): string => /<h1[^>]*>([^<]*)<\/h1>/.exec(p.html)?.[1] ?? '';
-  const hasCancel = (p: Page): boolean => /name="cancel-aia" value="true"/.test(p.html);
+  const open = (url: string, jar: CookieJar): Promise<FlowStep> => openStep(url, jar, REDIRECT);
+  const submit = (page: FlowPage, fields: Record<string, string>, jar: CookieJar): Promise<FlowStep> => submitStep(page, fields, jar, REDIRECT);
+  const page = pageOf;
+  const redirect = redirectOf;
+  const title = (p: FlowPage): string => /<h1[^>]*>([^<]*)<\/h1>/.exec(p.html)?.[1] ?? '';
+  const hasCancel = (p: FlowPage): boolean => /name="cancel-aia" value="true"/.test(p.html);
 
   /** Username and password pages of a fresh login: what follows the password. */
-  async function signIn(username: string, jar: CookieJar, extra: Record<string, string> = {}, password = PASSWORD): Promise<Step> {
+  async function signIn(username: string, jar: CookieJar, extra: Record<string, string> = {}, password = PASSWORD): Promise<FlowStep> {
     const first = page(await open(authUrl(extra), jar));
     const second = page(await submit(first, { username }, jar));
     return submit(second, { username, password }, jar);

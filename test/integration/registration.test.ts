@@ -7,7 +7,9 @@ import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startAdminBench, type AdminBench } from '../support/admin.ts';
-import { CookieJar, decodeEntities, follow, get, parseForm, post } from '../support/browserless.ts';
+import {
+  CookieJar, decodeEntities, openStep, pageOf, post, redirectOf, submitStep, type FlowPage, type FlowStep,
+} from '../support/browserless.ts';
 import { startMailServer, type MailServer } from '../support/mail.ts';
 import { postForm } from '../support/server.ts';
 
@@ -15,8 +17,6 @@ const REDIRECT = 'http://127.0.0.1:1/cb';
 const VERIFIER = crypto.randomBytes(32).toString('base64url');
 const CHALLENGE = crypto.createHash('sha256').update(VERIFIER).digest('base64url');
 
-type Page = { html: string; status: number; form: { action: string; hidden: Record<string, string> } };
-type Step = Page | { redirect: URL };
 
 describe('self-registration', () => {
   let bench: AdminBench;
@@ -50,30 +50,17 @@ describe('self-registration', () => {
     client_id: 'web', response_type: 'code', scope: 'openid', redirect_uri: REDIRECT, code_challenge: CHALLENGE, code_challenge_method: 'S256', ...extra,
   }).toString();
 
-  async function toStep(response: Response, from: string, jar: CookieJar): Promise<Step> {
-    const { response: last, url } = await follow(response, jar, (u) => u.startsWith(REDIRECT));
-    if (url.startsWith(REDIRECT)) return { redirect: new URL(url) };
-    const html = await last.text();
-    return { html, status: last.status, form: /<form/.test(html) ? parseForm(html, url) : { action: '', hidden: {} } };
-  }
-  const open = async (url: string, jar: CookieJar): Promise<Step> => toStep(await get(url, jar), url, jar);
-  const submit = async (page: Page, fields: Record<string, string>, jar: CookieJar): Promise<Step> =>
-    toStep(await post(page.form.action, { ...page.form.hidden, ...fields }, jar), page.form.action, jar);
-  const page = (step: Step): Page => {
-    if ('redirect' in step) throw new Error(`expected a page, got the redirect ${step.redirect.href}`);
-    return step;
-  };
-  const redirect = (step: Step): URL => {
-    if (!('redirect' in step)) throw new Error(`expected the redirect, got a page (${step.status}): ${step.html.slice(0, 400)}`);
-    return step.redirect;
-  };
-  const title = (p: Page): string => /<h1[^>]*>([^<]*)<\/h1>/.exec(p.html)?.[1] ?? '';
-  const fieldError = (p: Page, field: string): string | undefined => {
+  const open = (url: string, jar: CookieJar): Promise<FlowStep> => openStep(url, jar, REDIRECT);
+  const submit = (page: FlowPage, fields: Record<string, string>, jar: CookieJar): Promise<FlowStep> => submitStep(page, fields, jar, REDIRECT);
+  const page = pageOf;
+  const redirect = redirectOf;
+  const title = (p: FlowPage): string => /<h1[^>]*>([^<]*)<\/h1>/.exec(p.html)?.[1] ?? '';
+  const fieldError = (p: FlowPage, field: string): string | undefined => {
     const text = new RegExp(`id="input-error-${field}"[^>]*>([^<]*)<`).exec(p.html)?.[1];
     return text === undefined ? undefined : decodeEntities(text);
   };
 
-  async function registrationPage(realm: string, jar: CookieJar): Promise<Page> {
+  async function registrationPage(realm: string, jar: CookieJar): Promise<FlowPage> {
     const login = page(await open(`${issuer(realm)}/protocol/openid-connect/auth?${query()}`, jar));
     const link = /id="kc-register-link"[^>]*href="([^"]+)"/.exec(login.html)?.[1];
     expect(link, 'the login page links to the registration page').toBeDefined();

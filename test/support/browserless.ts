@@ -113,3 +113,36 @@ export async function browserlessLogin(authUrl: string, username: string, passwo
   if (!isClient(url)) throw new Error(`login did not return to the client: ${url} answered ${response.status}: ${(await response.text()).slice(0, 400)}`);
   return { redirect: url, jar };
 }
+
+/** A login page with its first form, as a flow step sees it. */
+export type FlowPage = { url: string; html: string; status: number; form: { action: string; hidden: Record<string, string> } };
+/** Where a step of the login pages ends: another page, or the redirect back to the client. */
+export type FlowStep = FlowPage | { redirect: URL };
+
+/** Follows `response` (with the jar) to the next page, or stops at the client's redirect URI. */
+export async function flowStep(response: Response, from: string, jar: CookieJar, redirectPrefix: string): Promise<FlowStep> {
+  const { response: last, url } = await follow(response, jar, (u) => u.startsWith(redirectPrefix));
+  if (url.startsWith(redirectPrefix)) return { redirect: new URL(url) };
+  const html = await last.text();
+  return { url, html, status: last.status, form: /<form/.test(html) ? parseForm(html, from) : { action: '', hidden: {} } };
+}
+
+/** GET a URL in this browser: the page it leads to, or the client redirect. */
+export async function openStep(url: string, jar: CookieJar, redirectPrefix: string): Promise<FlowStep> {
+  return flowStep(await get(url, jar), url, jar, redirectPrefix);
+}
+
+/** Submits the page's first form with its hidden fields plus `fields`. */
+export async function submitStep(page: FlowPage, fields: Record<string, string>, jar: CookieJar, redirectPrefix: string): Promise<FlowStep> {
+  return flowStep(await post(page.form.action, { ...page.form.hidden, ...fields }, jar), page.form.action, jar, redirectPrefix);
+}
+
+export function pageOf(step: FlowStep): FlowPage {
+  if ('redirect' in step) throw new Error(`expected a page, got the redirect ${step.redirect.href}`);
+  return step;
+}
+
+export function redirectOf(step: FlowStep): URL {
+  if (!('redirect' in step)) throw new Error(`expected the redirect to the client, got a page (${step.status}): ${step.html.slice(0, 400)}`);
+  return step.redirect;
+}
