@@ -40,6 +40,7 @@ type KcWindow = {
     loadUserInfo(): Promise<Record<string, unknown>>;
     logout(options?: { redirectUri?: string }): Promise<void>;
     login(options?: { action?: string; redirectUri?: string }): Promise<void>;
+    register(options?: { redirectUri?: string }): Promise<void>;
   };
   authenticated?: boolean;
   kcError?: string;
@@ -130,6 +131,7 @@ describe('keycloak-js against Cloakroom', { timeout: 60_000 }, () => {
       realm: REALM,
       displayName: REALM_DISPLAY,
       enabled: true,
+      registrationAllowed: true,
       clients: [{
         clientId: 'app',
         publicClient: true,
@@ -385,6 +387,24 @@ describe('keycloak-js against Cloakroom', { timeout: 60_000 }, () => {
           expect(response.status).toBe(400);
           expect(((await response.json()) as { error: string }).error).toBe('invalid_grant');
         }
+      });
+
+      it('register() opens the registration page; the new user comes back signed in', async () => {
+        await Promise.all([
+          page.waitForURL((url) => url.href.startsWith(`${issuer}/login-actions/`), { timeout: 20_000 }),
+          page.evaluate((redirectUri) => { void window.kc.register({ redirectUri }); }, `${app.origin}/?onLoad=check-sso`),
+        ]);
+        expect(await page.textContent('h1')).toBe('Register');
+        await page.fill('#firstName', 'Bob');
+        await page.fill('#lastName', 'Builder');
+        await page.fill('#email', 'bob@example.com');
+        await page.fill('#username', 'bob');
+        await page.fill('#password', 'Bob-password-1');
+        await page.fill('#password-confirm', 'Bob-password-1');
+        await page.click('#kc-register');
+        expect(await initSettled(page, app.origin), record.dump()).toEqual({ authenticated: true, error: undefined });
+        const token = await page.evaluate(() => window.kc.tokenParsed!);
+        expect(token).toMatchObject({ preferred_username: 'bob', email: 'bob@example.com', given_name: 'Bob', family_name: 'Builder' });
       });
     });
 
