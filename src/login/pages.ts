@@ -45,6 +45,8 @@ export type PageData = {
   checklist?: { rule: string; text: string; check: { kind: string; arg?: string } }[];
   /** A required action the application asked for (kc_action): its page offers "Cancel" (name "cancel-aia", value "true"). */
   isAppInitiatedAction?: boolean;
+  /** The language menu (realm internationalization with more than one locale): each language's page link. */
+  locales?: { tag: string; label: string; url: string; current: boolean }[];
   /** Registration page: the values typed so far (never the passwords). */
   registration?: { username: string; email: string; firstName: string; lastName: string };
   /** Registration page: the e-mail is the username (no username field). */
@@ -169,6 +171,10 @@ export function createPageRenderer(viewsDir: string): PageRenderer {
         redirectUrl: safeUrl(data.redirectUrl),
         loginUrl: safeUrl(data.loginUrl),
         postUrl: safeUrl(data.postUrl),
+        locales: (data.locales ?? []).flatMap((l) => {
+          const url = safeUrl(l.url);
+          return url === undefined ? [] : [{ ...l, url }];
+        }),
         identityProviders: (data.identityProviders ?? []).flatMap((p) => {
           const url = safeUrl(p.loginUrl);
           return url === undefined ? [] : [{ ...p, loginUrl: url }];

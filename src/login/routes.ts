@@ -49,6 +49,12 @@ export type LoginDeps = {
 
 type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
 
+/** Keycloak's cookie for the language chosen on the login pages. */
+const LOCALE_COOKIE = 'KEYCLOAK_LOCALE';
+
+const supportedLocales = (realm: RealmContext): string[] =>
+  (realm.settings.supportedLocales.length > 0 ? realm.settings.supportedLocales : [realm.settings.defaultLocale || 'en']);
+
 const MAX_USERNAME = 255;
 const MAX_PASSWORD = 1024;
 
@@ -75,21 +81,43 @@ export class LoginPages {
     return typeof presented === 'string' && safeEqual(presented, this.csrfToken(realm, binding));
   }
 
-  /** ui_locales first, then the browser's languages, among the realm's supported locales. */
+  /**
+   * Keycloak's LocaleSelector among the realm's supported locales: `kc_locale` (the language menu;
+   * remembered in the KEYCLOAK_LOCALE cookie), that cookie, `ui_locales`, the browser's languages.
+   */
   locale(realm: RealmContext, ctx: Context, uiLocales?: unknown): string {
     const { settings } = realm;
     const fallback = settings.defaultLocale || 'en';
     if (!settings.internationalizationEnabled) return fallback;
-    const supported = settings.supportedLocales.length > 0 ? settings.supportedLocales : [fallback];
+    const supported = supportedLocales(realm);
+    const pick = (tag: string): string | undefined =>
+      supported.find((s) => s.toLowerCase() === tag.toLowerCase()) ?? supported.find((s) => s.toLowerCase() === tag.split('-')[0]?.toLowerCase());
+    const chosen = typeof ctx.query.kc_locale === 'string' ? pick(ctx.query.kc_locale) : undefined;
+    if (chosen) {
+      ctx.cookies.set(LOCALE_COOKIE, chosen, { path: `${this.deps.basePath}/realms/${realm.name}/`, httpOnly: true, sameSite: 'lax', signed: false, overwrite: true });
+      return chosen;
+    }
     const wanted = [
+      ctx.cookies.get(LOCALE_COOKIE) ?? '',
       ...(typeof uiLocales === 'string' ? uiLocales.split(' ') : []),
       ...ctx.acceptsLanguages(),
     ];
     for (const tag of wanted) {
-      const found = supported.find((s) => s.toLowerCase() === tag.toLowerCase()) ?? supported.find((s) => s.toLowerCase() === tag.split('-')[0]?.toLowerCase());
+      const found = tag === '' ? undefined : pick(tag);
       if (found) return found;
     }
     return fallback;
+  }
+
+  /** The language menu of the login pages: `page` again with kc_locale, when the realm offers more than one. */
+  localeLinks(realm: RealmContext, page: string, current: string): NonNullable<PageData['locales']> {
+    if (!realm.settings.internationalizationEnabled) return [];
+    const supported = supportedLocales(realm);
+    if (supported.length < 2) return [];
+    return supported.map((tag) => {
+      const label = this.deps.pages.t(current, `locale_${tag}`);
+      return { tag, label: label === `locale_${tag}` ? tag : label, url: `${page}?kc_locale=${encodeURIComponent(tag)}`, current: tag === current };
+    });
   }
 
   async render(ctx: Context, realm: RealmContext, page: PageName, data: Omit<PageData, 'realmName' | 'resourcesUrl'>, status = 200): Promise<void> {
@@ -171,7 +199,7 @@ export function createLoginRoutes(pages: LoginPages) {
     const identityProviders = (await loginPageProviders(realm)).map((p) => ({
       alias: p.alias, displayName: p.row.display_name || p.alias, loginUrl: brokerLoginUrl(issuer, p.alias, uid),
     }));
-    const common = { locale, csrf, actions, rememberMeAllowed: realm.settings.rememberMe, identityProviders };
+    const common = { locale, csrf, actions, rememberMeAllowed: realm.settings.rememberMe, identityProviders, locales: pages.localeLinks(realm, loginBase, locale) };
 
     const finish = async (result: Record<string, unknown>): Promise<void> => {
       // provider.interactionResult(..., { mergeWithLastSubmission: false }) on the interaction this
