@@ -76,7 +76,7 @@ export async function brokerLogin(realm: RealmContext, provider: BrokerProvider,
       await trx.insertInto('users').values({
         id: userId, realm_id: realm.id, username, email: email ?? null, email_verified: Boolean(email && provider.row.trust_email), enabled: true,
         first_name: identity.firstName ?? null, last_name: identity.lastName ?? null, federation_link: null, service_account_client_id: null,
-        application: false, attributes: JSON.stringify({}), required_actions: JSON.stringify([]),
+        application: false, attributes: JSON.stringify({}), required_actions: JSON.stringify(reviewProfileActions(email, identity)),
       }).execute();
       await insertLink(trx, realm, provider, identity, userId);
       await giveNewUserDefaults(trx, realm.realm, userId);
@@ -137,4 +137,14 @@ async function updateProfileFields(trx: Db, userId: string, identity: BrokeredId
 
 function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+}
+
+/**
+ * Keycloak's default first broker login flow reviews the profile when the provider left out what the
+ * default user profile requires (Review Profile, mode `missing`): e-mail, first and last name. Here
+ * the account is made first and the same "Update Account Information" page follows at once (it also
+ * refuses an e-mail another account holds).
+ */
+function reviewProfileActions(email: string | undefined, identity: BrokeredIdentity): string[] {
+  return !email || !identity.firstName?.trim() || !identity.lastName?.trim() ? ['UPDATE_PROFILE'] : [];
 }

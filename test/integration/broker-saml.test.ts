@@ -84,7 +84,17 @@ async function startLogin(): Promise<SamlLogin> {
 
 /** The Response the IdP would send for this login (options override). */
 function responseFor(login: SamlLogin | undefined, extra: Partial<ResponseOptions> = {}): ResponseOptions {
-  return { audience: issuer, acsUrl: endpoint, ...(login ? { inResponseTo: login.requestId } : {}), ...extra };
+  // A complete profile (e-mail, given name, surname) unless the test asserts its own values or says
+  // profile: false: without one the first login stops at the review-profile page.
+  const { profile = true, ...options } = extra as Partial<ResponseOptions> & { profile?: boolean };
+  const given = new Set((options.attributes ?? []).map((a) => a.friendlyName ?? a.name));
+  const defaults = profile && options.nameId ? [
+    { name: 'mail', values: [`${options.nameId}@saml.example`] },
+    { name: 'urn:oid:2.5.4.42', friendlyName: 'givenName', values: ['Saml'] },
+    { name: 'urn:oid:2.5.4.4', friendlyName: 'sn', values: [options.nameId] },
+  ].filter((a) => !given.has(a.friendlyName ?? a.name)) : [];
+  const attributes = [...defaults, ...(options.attributes ?? [])];
+  return { audience: issuer, acsUrl: endpoint, ...(login ? { inResponseTo: login.requestId } : {}), ...options, ...(attributes.length > 0 ? { attributes } : {}) };
 }
 
 /** The browser posts the IdP's Response (HTTP-POST binding) to our endpoint, then follows on; null: no RelayState. */
@@ -266,6 +276,17 @@ describe('SP-initiated login', () => {
     expect(types).toEqual(expect.arrayContaining(['REGISTER', 'IDENTITY_PROVIDER_FIRST_LOGIN', 'LOGIN']));
   });
 
+  it('reviews the profile at the first login when the IdP left out the e-mail or the names', async () => {
+    const login = await startLogin();
+    const review = await postResponse(login, await idp.response(responseFor(login, { nameId: 'nameless-1', profile: false } as Partial<ResponseOptions>)));
+    if (!('page' in review)) throw new Error(`expected the review page, got ${JSON.stringify(review)}`);
+    expect(review.page.html).toContain('Update Account Information');
+    const form = parseForm(review.page.html, review.page.url);
+    const done = await walk(form.action, login.jar, await post(form.action, { ...form.hidden, email: 'nameless@saml.example', firstName: 'Nora', lastName: 'Nameless' }, login.jar));
+    if (!('redirect' in done) || !done.redirect.startsWith(APP_REDIRECT)) throw new Error(says(done));
+    expect(await localUser('corp-saml.nameless-1')).toMatchObject({ email: 'nameless@saml.example', firstName: 'Nora', lastName: 'Nameless', requiredActions: [] });
+  });
+
   it('signs a linked identity in again as the same user', async () => {
     const first = await goodLogin('bob-1', { attributes: [{ name: 'department', values: ['audit'] }] });
     const bob = await localUser('corp-saml.bob-1');
@@ -428,7 +449,7 @@ describe('IdP-initiated login', () => {
   it('takes an unsolicited Response for a client to its redirect URI with a code', async () => {
     const jar = new CookieJar();
     const target = clientEndpoint(APP);
-    const response = await idp.response({ audience: issuer, acsUrl: target, nameId: 'ivy-1', attributes: [{ name: 'department', values: ['quality'] }] });
+    const response = await idp.response(responseFor(undefined, { acsUrl: target, nameId: 'ivy-1', attributes: [{ name: 'department', values: ['quality'] }] }));
     const answer = await post(target, { SAMLResponse: response }, jar);
     expect(answer.status).toBe(303);
     const authorization = new URL(answer.headers.get('location')!, target);
@@ -459,7 +480,7 @@ describe('IdP-initiated login', () => {
   it('signs in the identity the IdP asserted even when the browser is signed in as someone else', async () => {
     const { login } = await goodLogin('shared-a');
     const target = clientEndpoint(APP);
-    const answer = await post(target, { SAMLResponse: await idp.response({ audience: issuer, acsUrl: target, nameId: 'shared-b' }) }, login.jar);
+    const answer = await post(target, { SAMLResponse: await idp.response(responseFor(undefined, { acsUrl: target, nameId: 'shared-b' })) }, login.jar);
     const step = await walk(target, login.jar, answer);
     if (!('redirect' in step)) throw new Error(says(step));
     expect(new URL(step.redirect).searchParams.get('code')).toBeTruthy();
@@ -474,7 +495,7 @@ describe('IdP-initiated login', () => {
   it('lands at the base URL of a client named by its IdP-initiated URL name', async () => {
     const jar = new CookieJar();
     const target = clientEndpoint(PORTAL_URL_NAME);
-    const answer = await post(target, { SAMLResponse: await idp.response({ audience: issuer, acsUrl: target, nameId: 'ivy-2' }) }, jar);
+    const answer = await post(target, { SAMLResponse: await idp.response(responseFor(undefined, { acsUrl: target, nameId: 'ivy-2' })) }, jar);
     const step = await walk(target, jar, answer);
     if (!('redirect' in step)) throw new Error(says(step));
     expect(step.redirect.startsWith(`${PORTAL_HOME}?`), step.redirect).toBe(true);
