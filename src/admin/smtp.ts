@@ -2,12 +2,13 @@
 // smtpServer settings to the calling admin's own address. As in Keycloak (RealmAdminResource):
 // manage-realm; 204 when sent; every failure a 500 `Failed to send email` (the reason goes to the
 // log); a masked password means the realm's stored one, but only for the same host, port and
-// user with authentication on in both, so a stored password is never sent to another server.
+// user with authentication on in both, so a stored password is never sent to another server; a
+// masked authTokenClientSecret likewise only for the same token URL and client id.
 import { z } from 'zod';
 
 import { readForm } from '../http/body.ts';
 import { MailError, smtpSettings } from '../mail/mailer.ts';
-import { SMTP_PASSWORD_SEALED, isSmtpMap } from '../mail/smtp-config.ts';
+import { SMTP_SECRETS, isSmtpMap } from '../mail/smtp-config.ts';
 import { SECRET_MASK } from '../store/sealed-config.ts';
 import { AdminError, badRequest, noContent, type AdminRouter, type RealmRequest } from './router.ts';
 
@@ -26,6 +27,13 @@ function reusesStoredPassword(posted: Record<string, string>, stored: Record<str
     && (posted.host ?? '') === storedText('host', '')
     && (posted.port ?? '25') === storedText('port', '25')
     && (posted.user ?? '') === storedText('user', '');
+}
+
+/** Keycloak's reuse of the stored client secret for token authentication: the same token endpoint and client. */
+function reusesStoredClientSecret(posted: Record<string, string>, stored: Record<string, unknown>): boolean {
+  const token = (type: unknown): boolean => typeof type === 'string' && type.toLowerCase() === 'token';
+  return isTrue(posted.auth) && isTrue(stored.auth) && token(posted.authType) && token(stored.authType)
+    && posted.authTokenUrl === stored.authTokenUrl && posted.authTokenClientId === stored.authTokenClientId;
 }
 
 /** The body: JSON, or Keycloak's deprecated form with the map as JSON in `config`. */
@@ -54,10 +62,12 @@ export function registerSmtpRoutes(admin: AdminRouter): void {
 
     const realmSettings = req.realm.settings as Record<string, unknown>;
     const stored = isSmtpMap(realmSettings.smtpServer) ? realmSettings.smtpServer : {};
-    let config: Record<string, unknown> = posted;
-    if (posted.password === SECRET_MASK && reusesStoredPassword(posted, stored)) {
-      const { password: _mask, ...rest } = posted;
-      config = { ...rest, password: stored.password, [SMTP_PASSWORD_SEALED]: stored[SMTP_PASSWORD_SEALED] };
+    const config: Record<string, unknown> = { ...posted };
+    const reuse = { password: reusesStoredPassword(posted, stored), authTokenClientSecret: reusesStoredClientSecret(posted, stored) };
+    for (const { key, sealedKey } of SMTP_SECRETS) {
+      if (posted[key] !== SECRET_MASK || !reuse[key as keyof typeof reuse]) continue;
+      config[key] = stored[key];
+      config[sealedKey] = stored[sealedKey];
     }
     const theme = typeof realmSettings.emailTheme === 'string' && realmSettings.emailTheme !== '' ? realmSettings.emailTheme : 'default';
     const userLocale = user.attributes.locale?.[0];

@@ -9,12 +9,13 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { Eta, EtaFileResolutionError } from 'eta';
-import type { Transporter } from 'nodemailer';
+import type { Transporter as MailTransporter } from 'nodemailer';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 
 import type { Logger } from '../observability/logger.ts';
 import type { RealmContext } from '../realms/context.ts';
-import { SECRET_MASK } from '../store/sealed-config.ts';
-import { SMTP_PASSWORD_SEALED, isSmtpMap } from './smtp-config.ts';
+import { isSmtpMap, smtpSecret } from './smtp-config.ts';
+import { SmtpTokens, type SmtpTokenSource } from './smtp-tokens.ts';
 
 // nodemailer is loaded at the first mail, not at server start (idle memory).
 const requireModule = createRequire(import.meta.url);
@@ -57,8 +58,12 @@ export type SmtpSettings = {
   /** STARTTLS required (Keycloak `starttls`); off means plain SMTP, as in Keycloak. */
   starttls: boolean;
   auth: boolean;
+  /** Keycloak's `authType`: `basic` (user and password) or `token` (XOAUTH2 with a client-credentials token). */
+  authType: 'basic' | 'token';
   user?: string;
   password?: string;
+  /** Where the XOAUTH2 access token comes from (authType token). */
+  tokenSource?: SmtpTokenSource;
 };
 
 const DEFAULT_THEME = 'default';
@@ -107,29 +112,34 @@ export function smtpSettings(smtpServer: unknown, openSecret: (sealed: string) =
   const port = portText === undefined ? (ssl ? 465 : 25) : Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MailError(`invalid SMTP port: ${portText}`);
 
-  let password: string | undefined;
-  const sealed = text(smtpServer[SMTP_PASSWORD_SEALED]);
-  if (sealed !== undefined) {
+  const secret = (key: string): string | undefined => {
     try {
-      password = openSecret(sealed);
+      return smtpSecret(smtpServer, key, openSecret);
     } catch (error) {
-      throw new MailError('the stored SMTP password cannot be opened', { cause: error });
+      throw new MailError(`the stored SMTP ${key} cannot be opened`, { cause: error });
     }
-  } else if (typeof smtpServer.password === 'string' && smtpServer.password !== '' && smtpServer.password !== SECRET_MASK) {
-    password = smtpServer.password;
-  }
+  };
+  const password = secret('password');
+  const authType = text(smtpServer.authType)?.toLowerCase() ?? 'basic';
+  if (authType !== 'basic' && authType !== 'token') throw new MailError(`unknown SMTP authType: ${authType}`);
+  const tokenUrl = text(smtpServer.authTokenUrl);
+  const clientId = text(smtpServer.authTokenClientId);
+  const clientSecret = secret('authTokenClientSecret');
+  const tokenSource = tokenUrl !== undefined && clientId !== undefined && clientSecret !== undefined
+    ? { url: tokenUrl, clientId, clientSecret, scope: text(smtpServer.authTokenScope) ?? '' } : undefined;
 
   const optional = (key: string): Record<string, string> => {
     const value = text(smtpServer[key]);
     return value === undefined ? {} : { [key]: value };
   };
   return {
-    host, port, from, ssl, starttls: flag(smtpServer.starttls), auth: flag(smtpServer.auth),
+    host, port, from, ssl, starttls: flag(smtpServer.starttls), auth: flag(smtpServer.auth), authType,
     ...optional('fromDisplayName'), ...optional('replyTo'), ...optional('replyToDisplayName'), ...optional('envelopeFrom'),
-    ...optional('user'), ...(password !== undefined ? { password } : {}),
+    ...optional('user'), ...(password !== undefined ? { password } : {}), ...(tokenSource ? { tokenSource } : {}),
   };
 }
 
+type Transporter = MailTransporter<SMTPTransport.SentMessageInfo, SMTPTransport.Options>;
 type Bundle = Map<string, string>;
 type Theme = { html: Eta; text: Eta; bundles: Map<string, Bundle> };
 type Paragraph = { text: string; link?: false } | { text: ''; link: true };
@@ -139,6 +149,7 @@ export class Mailer {
   readonly #logger: Logger;
   readonly #themes = new Map<string, Theme>();
   readonly #transports = new Map<string, Transporter>();
+  readonly #tokens = new SmtpTokens();
 
   constructor(options: { viewsDir: string; logger: Logger }) {
     this.#root = path.resolve(options.viewsDir);
@@ -158,8 +169,11 @@ export class Mailer {
   async sendWith(settings: SmtpSettings, message: MailMessage, theme: string = DEFAULT_THEME): Promise<void> {
     const to = String(message.to ?? '').trim();
     if (!/^[^\s@<>,;"]+@[^\s@<>,;"]+$/.test(to)) throw new MailError('invalid recipient address');
-    if (settings.auth && (settings.user === undefined || settings.password === undefined)) {
+    if (settings.auth && settings.authType === 'basic' && (settings.user === undefined || settings.password === undefined)) {
       throw new MailError('SMTP authentication needs a user and a password');
+    }
+    if (settings.auth && settings.authType === 'token' && (settings.user === undefined || settings.tokenSource === undefined)) {
+      throw new MailError('SMTP token authentication needs a user, authTokenUrl, authTokenClientId and authTokenClientSecret');
     }
     let rendered: { subject: string; text: string; html: string };
     try {
@@ -169,16 +183,30 @@ export class Mailer {
       throw new MailError('the e-mail could not be rendered', { cause: error });
     }
     const address = (address: string, name: string | undefined) => (name ? { name, address } : address);
+    const mail = {
+      from: address(settings.from, settings.fromDisplayName),
+      ...(settings.replyTo ? { replyTo: address(settings.replyTo, settings.replyToDisplayName) } : {}),
+      ...(settings.envelopeFrom ? { envelope: { from: settings.envelopeFrom, to: [to] } } : {}),
+      to,
+      subject: rendered.subject,
+      text: rendered.text,
+      html: rendered.html,
+    };
     try {
-      await this.#transport(settings).sendMail({
-        from: address(settings.from, settings.fromDisplayName),
-        ...(settings.replyTo ? { replyTo: address(settings.replyTo, settings.replyToDisplayName) } : {}),
-        ...(settings.envelopeFrom ? { envelope: { from: settings.envelopeFrom, to: [to] } } : {}),
-        to,
-        subject: rendered.subject,
-        text: rendered.text,
-        html: rendered.html,
-      });
+      const source = settings.auth && settings.authType === 'token' ? settings.tokenSource : undefined;
+      if (!source) {
+        await this.#transport(settings).sendMail(mail);
+      } else {
+        // XOAUTH2 with the cached client-credentials token; a refused one is fetched anew once (Keycloak's retry).
+        const send = async (accessToken: string) => this.#transport(settings).sendMail({ ...mail, auth: { user: settings.user!, accessToken } });
+        try {
+          await send(await this.#tokens.token(source));
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== 'EAUTH') throw error;
+          this.#tokens.forget(source);
+          await send(await this.#tokens.token(source));
+        }
+      }
     } catch (error) {
       this.#logger.warn({ err: error, template: message.template, smtpHost: settings.host, smtpPort: settings.port }, 'sending e-mail failed');
       throw new MailError(`sending e-mail failed: ${(error as Error).message}`, { cause: error });
@@ -236,7 +264,7 @@ export class Mailer {
 
   #transport(settings: SmtpSettings): Transporter {
     const key = crypto.createHash('sha256').update(JSON.stringify([
-      settings.host, settings.port, settings.ssl, settings.starttls, settings.auth, settings.user ?? '', settings.password ?? '',
+      settings.host, settings.port, settings.ssl, settings.starttls, settings.auth, settings.authType, settings.user ?? '', settings.password ?? '',
     ])).digest('base64url');
     const cached = this.#transports.get(key);
     if (cached) return cached;
@@ -247,7 +275,8 @@ export class Mailer {
       requireTLS: settings.starttls,
       // Keycloak speaks plain SMTP unless ssl or starttls is on (no opportunistic STARTTLS).
       ignoreTLS: !settings.ssl && !settings.starttls,
-      ...(settings.auth ? { auth: { user: settings.user!, pass: settings.password! } } : {}),
+      // Token authentication passes the current access token with each message.
+      ...(settings.auth ? { auth: settings.authType === 'token' ? { type: 'OAuth2' as const, user: settings.user! } : { user: settings.user!, pass: settings.password! } } : {}),
       connectionTimeout: CONNECTION_TIMEOUT_MS,
       greetingTimeout: GREETING_TIMEOUT_MS,
       socketTimeout: SOCKET_TIMEOUT_MS,

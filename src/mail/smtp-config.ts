@@ -1,6 +1,7 @@
-// The realm's `smtpServer` map (Keycloak's Map<String,String>) at rest and on the way out. The
-// password never rests in clear: realms.settings keeps it sealed under `passwordSealed` (and no
-// `password` key), so a stored map tells sealed from plain by the key alone. Reads show it as
+// The realm's `smtpServer` map (Keycloak's Map<String,String>) at rest and on the way out. Its
+// secrets never rest in clear: the SMTP `password` (basic authentication) and the OAuth2
+// `authTokenClientSecret` (XOAUTH2, Keycloak 26.1+) are kept sealed under `<key>Sealed` (and no
+// plain key), so a stored map tells sealed from plain by the key alone. Reads show them as
 // Keycloak's mask or, for an export with secrets, opened; a write that sends the mask back keeps
 // the stored one. Maps stored before sealing (a plain `password`) are still read.
 import type { SecretBox } from '../crypto/secret-box.ts';
@@ -9,42 +10,71 @@ import { SECRET_MASK } from '../store/sealed-config.ts';
 /** Key of the sealed SMTP password inside the stored smtpServer map. */
 export const SMTP_PASSWORD_SEALED = 'passwordSealed';
 
+/** The map's secret keys and where each rests sealed. */
+export const SMTP_SECRETS: ReadonlyArray<{ key: string; sealedKey: string }> = [
+  { key: 'password', sealedKey: SMTP_PASSWORD_SEALED },
+  { key: 'authTokenClientSecret', sealedKey: 'authTokenClientSecretSealed' },
+];
+
 type SmtpMap = Record<string, unknown>;
 
 export const isSmtpMap = (value: unknown): value is SmtpMap => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** The stored password of a stored map: sealed, or a legacy plain one sealed now. */
-function storedSealedPassword(box: SecretBox, stored: unknown): string | undefined {
+const present = (value: unknown): value is string => typeof value === 'string' && value !== '';
+
+/** A secret of a stored map, sealed: the sealed one, or a legacy plain one sealed now. */
+function storedSealed(box: SecretBox, stored: unknown, secret: { key: string; sealedKey: string }): string | undefined {
   if (!isSmtpMap(stored)) return undefined;
-  const sealed = stored[SMTP_PASSWORD_SEALED];
-  if (typeof sealed === 'string' && sealed !== '') return sealed;
-  const plain = stored.password;
-  return typeof plain === 'string' && plain !== '' && plain !== SECRET_MASK ? box.seal(plain) : undefined;
+  if (present(stored[secret.sealedKey])) return stored[secret.sealedKey] as string;
+  const plain = stored[secret.key];
+  return present(plain) && plain !== SECRET_MASK ? box.seal(plain) : undefined;
 }
 
 /**
- * An incoming smtpServer map (Admin API, realm import) as it is stored: `password` sealed under
- * `passwordSealed`; the mask keeps `previous`'s password (none without one). A `passwordSealed`
- * sent by a caller is dropped: only the server writes it.
+ * An incoming smtpServer map (Admin API, realm import) as it is stored: each secret sealed under
+ * its `<key>Sealed`; the mask keeps `previous`'s (none without one). Sealed keys sent by a caller
+ * are dropped: only the server writes them.
  */
 export function sealSmtpServer(box: SecretBox, incoming: SmtpMap, previous?: unknown): SmtpMap {
-  const { password, [SMTP_PASSWORD_SEALED]: _ignored, ...rest } = incoming;
-  let sealed: string | undefined;
-  if (password === SECRET_MASK) sealed = storedSealedPassword(box, previous);
-  else if (typeof password === 'string' && password !== '') sealed = box.seal(password);
-  return sealed === undefined ? rest : { ...rest, [SMTP_PASSWORD_SEALED]: sealed };
+  const out: SmtpMap = { ...incoming };
+  for (const secret of SMTP_SECRETS) {
+    const given = out[secret.key];
+    delete out[secret.key];
+    delete out[secret.sealedKey];
+    const sealed = given === SECRET_MASK ? storedSealed(box, previous, secret) : present(given) ? box.seal(given) : undefined;
+    if (sealed !== undefined) out[secret.sealedKey] = sealed;
+  }
+  return out;
 }
 
-/** A stored map as the Admin API shows it: the password (if any) as the mask. */
+/** A stored map as the Admin API shows it: each secret (if any) as the mask. */
 export function maskedSmtpServer(stored: SmtpMap): SmtpMap {
-  const { password, [SMTP_PASSWORD_SEALED]: sealed, ...rest } = stored;
-  const hasPassword = (typeof sealed === 'string' && sealed !== '') || (typeof password === 'string' && password !== '');
-  return hasPassword ? { ...rest, password: SECRET_MASK } : rest;
+  const out: SmtpMap = { ...stored };
+  for (const secret of SMTP_SECRETS) {
+    const has = present(out[secret.sealedKey]) || present(out[secret.key]);
+    delete out[secret.key];
+    delete out[secret.sealedKey];
+    if (has) out[secret.key] = SECRET_MASK;
+  }
+  return out;
 }
 
-/** A stored map with its password opened (exports with secrets). */
+/** A stored map with its secrets opened (exports with secrets). */
 export function openSmtpServer(box: SecretBox, stored: SmtpMap): SmtpMap {
-  const { password, [SMTP_PASSWORD_SEALED]: sealed, ...rest } = stored;
-  if (typeof sealed === 'string' && sealed !== '') return { ...rest, password: box.open(sealed) };
-  return password === undefined ? rest : { ...rest, password };
+  const out: SmtpMap = { ...stored };
+  for (const secret of SMTP_SECRETS) {
+    const sealed = out[secret.sealedKey];
+    delete out[secret.sealedKey];
+    if (present(sealed)) out[secret.key] = box.open(sealed);
+  }
+  return out;
+}
+
+/** A secret of a stored (or posted) map in clear: opened from `<key>Sealed`, or a plain non-mask value. */
+export function smtpSecret(map: SmtpMap, key: string, open: (sealed: string) => string): string | undefined {
+  const secret = SMTP_SECRETS.find((s) => s.key === key);
+  const sealed = secret ? map[secret.sealedKey] : undefined;
+  if (present(sealed)) return open(sealed);
+  const plain = map[key];
+  return present(plain) && plain !== SECRET_MASK ? plain : undefined;
 }

@@ -63,7 +63,7 @@ describe('testSMTPConnection', () => {
     expect(rep!.smtpServer!.password).toBe(SECRET_MASK);
     const logins = mail.logins.length;
     expect(await testConnection(rep!.smtpServer)).toEqual({ status: 204, body: undefined });
-    expect(mail.logins.slice(logins)).toEqual([{ user: SMTP_USER, password: SMTP_PASSWORD }]);
+    expect(mail.logins.slice(logins)).toMatchObject([{ user: SMTP_USER, password: SMTP_PASSWORD }]);
 
     // Another host (same server, other name) or another user: the stored password is not sent.
     const elsewhere = mail.logins.length;
@@ -156,7 +156,7 @@ describe('the realm SMTP password', () => {
     expect(JSON.parse(rotated).smtpServer.passwordSealed).not.toBe(JSON.parse(before).smtpServer.passwordSealed);
     const logins = mail.logins.length;
     expect(await testConnection(rep!.smtpServer)).toEqual(FAILED); // the server still wants the old one
-    expect(mail.logins.slice(logins)).toEqual([{ user: SMTP_USER, password: 'rotated-secret' }]);
+    expect(mail.logins.slice(logins)).toMatchObject([{ user: SMTP_USER, password: 'rotated-secret' }]);
 
     await bench.admin.realms.update({ realm: REALM }, { smtpServer: { ...rep!.smtpServer, password: '' } });
     expect(JSON.parse(await storedSettings()).smtpServer).not.toHaveProperty('passwordSealed');
@@ -197,7 +197,7 @@ describe('the realm SMTP password', () => {
     const received = await mail.waitFor((m) => m.to.includes('reset@example.com'));
     expect(received.subject).toBe('Passwort zurücksetzen');
     expect(received.text).toContain('https://login.example.com/reset?key=1');
-    expect(mail.logins.slice(logins)).toEqual([{ user: SMTP_USER, password: SMTP_PASSWORD }]);
+    expect(mail.logins.slice(logins)).toMatchObject([{ user: SMTP_USER, password: SMTP_PASSWORD }]);
 
     const masked = (await bench.server.registry.get('mail-masked'))!;
     await expect(mailer.send(masked, { to: 'x@example.com', template: 'email-test', locale: 'en', data: { realmName: 'mail-masked' } }))
@@ -205,5 +205,92 @@ describe('the realm SMTP password', () => {
     const unconfigured = (await bench.server.registry.get('master'))!;
     await expect(mailer.send(unconfigured, { to: 'x@example.com', template: 'email-test', locale: 'en', data: { realmName: 'master' } }))
       .rejects.toThrow('the realm has no SMTP server configured');
+  });
+});
+
+describe('SMTP with XOAUTH2 (authType token)', () => {
+  const TOKEN_REALM = 'mail-oauth';
+  const CLIENT_SECRET = 'smtp-client-secret-never-in-clear';
+  const MAILBOX = 'mailer@oauth.example';
+  let oauthMail: MailServer;
+  let refuseNext = 0;
+  const tokenClaims = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString() || '{}') as Record<string, unknown>;
+  const clientLogins = async (): Promise<number> =>
+    (await bench.server.store.db.selectFrom('events').innerJoin('realms', 'realms.id', 'events.realm_id').select('events.id')
+      .where('realms.name', '=', TOKEN_REALM).where('events.type', '=', 'CLIENT_LOGIN').execute()).length;
+
+  beforeAll(async () => {
+    // The SMTP server takes access tokens our own token endpoint issued to the mailer client.
+    oauthMail = await startMailServer({
+      xoauth2: {
+        accepts: (user, token) => {
+          if (refuseNext > 0) {
+            refuseNext--;
+            return false;
+          }
+          const claims = tokenClaims(token);
+          return user === MAILBOX && claims.azp === 'smtp-mailer' && typeof claims.exp === 'number' && claims.exp * 1000 > Date.now();
+        },
+      },
+    });
+    await bench.admin.realms.create({ realm: TOKEN_REALM, enabled: true, eventsEnabled: true, enabledEventTypes: ['CLIENT_LOGIN'] });
+    await bench.admin.clients.create({ realm: TOKEN_REALM, clientId: 'smtp-mailer', secret: CLIENT_SECRET, publicClient: false, serviceAccountsEnabled: true, standardFlowEnabled: false });
+    await bench.admin.realms.update({ realm: REALM }, {
+      smtpServer: oauthMail.smtpServerSettings({
+        auth: 'true', authType: 'token', user: MAILBOX, authTokenUrl: `${bench.server.url}/realms/${TOKEN_REALM}/protocol/openid-connect/token`,
+        authTokenClientId: 'smtp-mailer', authTokenClientSecret: CLIENT_SECRET, authTokenScope: 'openid',
+      }),
+    });
+  });
+  afterAll(async () => {
+    await bench.admin.realms.update({ realm: REALM }, { smtpServer: mail.smtpServerSettings({ auth: 'true', user: SMTP_USER, password: SMTP_PASSWORD }) });
+    await oauthMail?.stop();
+  });
+
+  it('keeps the client secret sealed and masked like the password', async () => {
+    const stored = await storedSettings();
+    expect(stored).not.toContain(CLIENT_SECRET);
+    expect(JSON.parse(stored).smtpServer.authTokenClientSecretSealed).toMatch(/^v1\./);
+    const rep = await bench.admin.realms.findOne({ realm: REALM });
+    expect(rep!.smtpServer!.authTokenClientSecret).toBe(SECRET_MASK);
+    expect(JSON.stringify(rep)).not.toContain('Sealed');
+    const open = await exportRealm(bench.server.store.db, bench.server.box, REALM, { users: false, secrets: 'open' }) as Record<string, any>;
+    expect(open.smtpServer.authTokenClientSecret).toBe(CLIENT_SECRET);
+  });
+
+  it('signs in with a client-credentials token, reused while valid and fetched anew once when refused', async () => {
+    const settings = (await bench.admin.realms.findOne({ realm: REALM }))!.smtpServer!;
+    const tokensBefore = await clientLogins();
+    const loginsBefore = oauthMail.logins.length;
+    // The mask stands for the stored secret: same token URL and client.
+    expect(await testConnection(settings)).toEqual({ status: 204, body: undefined });
+    expect(await testConnection(settings)).toEqual({ status: 204, body: undefined });
+    const attempts = oauthMail.logins.slice(loginsBefore);
+    expect(attempts.map((l) => [l.method, l.user])).toEqual([['XOAUTH2', MAILBOX], ['XOAUTH2', MAILBOX]]);
+    expect(tokenClaims(attempts[0]!.password).azp).toBe('smtp-mailer');
+    expect(attempts[1]!.password).toBe(attempts[0]!.password);
+    expect(await clientLogins()).toBe(tokensBefore + 1);
+    expect(oauthMail.messages.filter((m) => m.to.includes(ADMIN_EMAIL))).toHaveLength(2);
+
+    // A refused token (nodemailer tries it twice) is dropped and a new one fetched.
+    refuseNext = 2;
+    const refusedFrom = oauthMail.logins.length;
+    expect(await testConnection(settings)).toEqual({ status: 204, body: undefined });
+    const retried = oauthMail.logins.slice(refusedFrom).map((l) => l.password);
+    expect(retried).toHaveLength(3);
+    expect(retried[2]).not.toBe(retried[0]);
+    expect(await clientLogins()).toBe(tokensBefore + 2);
+    expect(oauthMail.messages.filter((m) => m.to.includes(ADMIN_EMAIL))).toHaveLength(3);
+  });
+
+  it('fails as Keycloak does with a wrong client secret, a refused token, or a mask for another client', async () => {
+    const settings = (await bench.admin.realms.findOne({ realm: REALM }))!.smtpServer!;
+    expect(await testConnection({ ...settings, authTokenClientSecret: 'wrong' })).toEqual(FAILED);
+    // nodemailer tries a refused token twice; the mailer then fetches a new one, refused twice too.
+    refuseNext = 4;
+    expect(await testConnection(settings)).toEqual(FAILED);
+    refuseNext = 0;
+    expect(await testConnection({ ...settings, authTokenClientId: 'other-client' })).toEqual(FAILED);
+    expect(await testConnection({ ...settings, authTokenClientSecret: '' })).toEqual(FAILED);
   });
 });

@@ -1,6 +1,7 @@
 // A real SMTP server for tests (smtp-server, in-process, random loopback port): it keeps every
 // message it receives, parsed with mailparser. Authentication is optional and any user/password
-// is accepted (and recorded), unless `credentials` asks for exactly one pair.
+// is accepted (and recorded), unless `credentials` asks for exactly one pair or `xoauth2` for
+// XOAUTH2 with a token it accepts.
 import type { AddressInfo } from 'node:net';
 
 import { simpleParser, type AddressObject } from 'mailparser';
@@ -25,8 +26,8 @@ export type MailServer = {
   port: number;
   host: '127.0.0.1';
   messages: ReceivedMail[];
-  /** Every AUTH attempt (user and password), accepted or not. */
-  logins: { user: string; password: string }[];
+  /** Every AUTH attempt (user and password, or the XOAUTH2 access token as password), accepted or not. */
+  logins: { user: string; password: string; method: string }[];
   /** The first received message (already received or still to come) matching `predicate`. */
   waitFor(predicate: (m: ReceivedMail) => boolean, timeoutMs?: number): Promise<ReceivedMail>;
   /** Keycloak's realm smtpServer map pointing here (string values), with `extra` merged over it. */
@@ -37,6 +38,8 @@ export type MailServer = {
 export type MailServerOptions = {
   /** Accept only this user and password (AUTH then required); default: any, AUTH optional. */
   credentials?: { user: string; password: string };
+  /** Require XOAUTH2 (the only method then): `accepts` decides on each user and access token. */
+  xoauth2?: { accepts(user: string, accessToken: string): boolean };
 };
 
 const addressText = (value: AddressObject | AddressObject[] | undefined): string =>
@@ -44,20 +47,28 @@ const addressText = (value: AddressObject | AddressObject[] | undefined): string
 
 export async function startMailServer(options: MailServerOptions = {}): Promise<MailServer> {
   const messages: ReceivedMail[] = [];
-  const logins: { user: string; password: string }[] = [];
+  const logins: { user: string; password: string; method: string }[] = [];
   const waiters = new Set<{ predicate: (m: ReceivedMail) => boolean; resolve: (m: ReceivedMail) => void }>();
 
   const server = new SMTPServer({
     logger: false,
     allowInsecureAuth: true,
-    authOptional: options.credentials === undefined,
-    authMethods: ['PLAIN', 'LOGIN'],
+    authOptional: options.credentials === undefined && options.xoauth2 === undefined,
+    authMethods: options.xoauth2 ? ['XOAUTH2'] : ['PLAIN', 'LOGIN'],
     size: 10 * 1024 * 1024,
     closeTimeout: 500,
     onAuth(auth, _session, callback) {
       const user = auth.username ?? '';
+      if (auth.method === 'XOAUTH2') {
+        const token = auth.accessToken ?? '';
+        logins.push({ user, password: token, method: 'XOAUTH2' });
+        // smtp-server's XOAUTH2 refusal: a JSON challenge (RFC 7628), then 535.
+        if (!options.xoauth2?.accepts(user, token)) callback(null, { data: { status: '401', schemes: 'bearer', scope: 'smtp' } });
+        else callback(null, { user });
+        return;
+      }
       const password = auth.password ?? '';
-      logins.push({ user, password });
+      logins.push({ user, password, method: auth.method });
       const wanted = options.credentials;
       if (wanted && (wanted.user !== user || wanted.password !== password)) {
         callback(new Error('Invalid username or password'));

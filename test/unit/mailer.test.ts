@@ -193,8 +193,16 @@ describe('smtpSettings', () => {
 
   it('reads Keycloak\'s string map, the password plain or sealed, never the mask', () => {
     expect(smtpSettings({ host: 'smtp.example.com', from: 'a@example.com', port: '587', ssl: 'false', starttls: 'TRUE', auth: 'true', user: 'u', passwordSealed: 'sealed:pw', fromDisplayName: 'Acme' }, open)).toEqual({
-      host: 'smtp.example.com', port: 587, from: 'a@example.com', fromDisplayName: 'Acme', ssl: false, starttls: true, auth: true, user: 'u', password: 'pw',
+      host: 'smtp.example.com', port: 587, from: 'a@example.com', fromDisplayName: 'Acme', ssl: false, starttls: true, auth: true, authType: 'basic', user: 'u', password: 'pw',
     });
+    // Keycloak 26.1's token authentication (XOAUTH2): the client secret plain or sealed, never the mask.
+    const token = { host: 'h', from: 'a@example.com', auth: 'true', authType: 'TOKEN', user: 'box@example.com', authTokenUrl: 'https://login.example.com/token', authTokenClientId: 'c', authTokenScope: 'https://outlook.office365.com/.default' };
+    expect(smtpSettings({ ...token, authTokenClientSecretSealed: 'sealed:s3cret' }, open)).toMatchObject({
+      authType: 'token', user: 'box@example.com', tokenSource: { url: 'https://login.example.com/token', clientId: 'c', clientSecret: 's3cret', scope: 'https://outlook.office365.com/.default' },
+    });
+    expect(smtpSettings({ ...token, authTokenClientSecret: 'plain' }, open)?.tokenSource?.clientSecret).toBe('plain');
+    expect(smtpSettings({ ...token, authTokenClientSecret: '**********' }, open)).not.toHaveProperty('tokenSource');
+    expect(() => smtpSettings({ ...token, authType: 'kerberos' }, open)).toThrow(MailError);
     expect(smtpSettings({ host: 'h', from: 'a@example.com', password: 'plain' }, open)).toMatchObject({ port: 25, password: 'plain', auth: false });
     expect(smtpSettings({ host: 'h', from: 'a@example.com', ssl: 'true', password: '**********' }, open)).toMatchObject({ port: 465, ssl: true });
     expect(smtpSettings({ host: 'h', from: 'a@example.com', password: '**********' }, open)).not.toHaveProperty('password');
