@@ -13,6 +13,7 @@ import { AccessKeyTokens, LEGACY_ACCESS_KEY_ROUTE } from './access-keys/token-ex
 import { selfServiceAccessKeys } from './access-keys/self-service.ts';
 import { createAdminApi } from './admin/index.ts';
 import { createBrokerRoutes } from './broker/routes.ts';
+import { receiveBackchannelLogout } from './broker/backchannel-logout.ts';
 import type { Config } from './config.ts';
 import type { SecretBox } from './crypto/secret-box.ts';
 import type { LoginEvent } from './events/events.ts';
@@ -54,9 +55,11 @@ export type AppServices = {
 
 const RESOURCE_TYPES: Record<string, string> = { '.css': 'text/css; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.ico': 'image/x-icon', '.woff2': 'font/woff2' };
 
+/** Where upstream OpenID providers send back-channel logout tokens (Keycloak's LogoutEndpoint). */
+const BACKCHANNEL_LOGOUT_ROUTE = '/protocol/openid-connect/logout/backchannel-logout';
 /** Keycloak's self-registration entry (keycloak-js register()): an authorization request with prompt=create. */
 const REGISTRATIONS_ROUTE = '/protocol/openid-connect/registrations';
-const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), REGISTRATIONS_ROUTE, '/.well-known/openid-configuration']);
+const KNOWN_REALM_ROUTES = new Set<string>([...Object.values(PROTOCOL_ROUTES), REGISTRATIONS_ROUTE, BACKCHANNEL_LOGOUT_ROUTE, '/.well-known/openid-configuration']);
 
 function sendJson(ctx: Context, status: number, body: unknown, headers?: Record<string, string>): void {
   ctx.status = status;
@@ -223,6 +226,13 @@ export function createApp(services: AppServices): Koa {
     if (isSessionIframeRoute(rest)) {
       ctx.state.route = '/realms/:realm/protocol/openid-connect/iframes';
       return serveSessionIframe(ctx, realm, rest);
+    }
+    if (rest === BACKCHANNEL_LOGOUT_ROUTE) {
+      if (ctx.method !== 'POST') return methodNotAllowed(ctx);
+      const form = await readFormOrAnswer(ctx);
+      if (!form) return;
+      const result = await receiveBackchannelLogout(realm, issuer, form, logger, (event) => services.event(realm, { ...event, ipAddress: ctx.ip }));
+      return sendJson(ctx, result.status, result.body ?? {});
     }
     if (rest === PROTOCOL_ROUTES.end_session) {
       if (ctx.method !== 'GET' && ctx.method !== 'POST') return methodNotAllowed(ctx);

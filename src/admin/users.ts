@@ -18,12 +18,13 @@ import { defaultActionsForNewUser, SUPPORTED_REQUIRED_ACTIONS } from '../login/r
 import { MailError } from '../mail/mailer.ts';
 import { isSmtpMap } from '../mail/smtp-config.ts';
 import { redirectUriMatches } from '../oidc/client-policy.ts';
-import { endUserSessions } from '../oidc/session-end.ts';
+import { endSsoSession, endUserSessions } from '../oidc/session-end.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { credentialRep, type CredentialRepresentation } from '../realms/representation.ts';
 import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
+import { deleteUserSession } from '../store/sessions.ts';
 import { countRealmPeople, escapeLike, isEveryPerson, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
 import { giveNewUserDefaults } from '../realms/new-users.ts';
@@ -1039,6 +1040,25 @@ export function registerUsersRoutes(admin: AdminRouter): void {
       : undefined;
     if (!client) throw notFound('Client not found');
     return ok(await userSessions(db, req.realm.id, user.id, true, client.id));
+  });
+
+  // Keycloak's RealmAdminResource.deleteSession: one user session (or, with isOffline=true, one
+  // offline session) ends, its clients told through back-channel logout as at any logout.
+  admin.realm('delete', '/sessions/:session', { permission: 'manage-users', changesRealm: false, resourceType: 'USER_SESSION' }, async (req) => {
+    const offline = req.bool('isOffline') === true;
+    const sessionId = req.params.session ?? '';
+    const found = await db.selectFrom('user_sessions').select('id').where('realm_id', '=', req.realm.id)
+      .where('id', '=', sessionId).where('offline', '=', offline).executeTakeFirst();
+    if (!found) throw notFound('Sesssion not found'); // sic: Keycloak's text
+    if (offline) {
+      const grants = await deleteUserSession(db, { realmId: req.realm.id, id: sessionId, offline: true });
+      if (grants.length > 0) await db.deleteFrom('oidc_payloads').where('realm_id', '=', req.realm.id).where('grant_id', 'in', grants).execute();
+    } else {
+      const { registry, config, logger } = req.services;
+      const realm = await registry.get(req.realm.name);
+      if (realm) await endSsoSession(realm, `${publicOrigin(req.ctx, config)}${config.relativePath}/realms/${req.realm.name}`, sessionId, logger);
+    }
+    return noContent();
   });
 
   // Keycloak's UserResource.logout: the user's sessions end and tokens issued before now are

@@ -336,11 +336,13 @@ async function verifiedPayload(provider: Provider, config: Record<string, string
 }
 
 /** exp/nbf with the allowed clock skew (Keycloak's isActive), and the issuer when one is trusted. */
-function checkTimesAndIssuer(provider: Provider, config: Record<string, string>, claims: Record<string, unknown>, what: string): void {
+function checkTimesAndIssuer(provider: Provider, config: Record<string, string>, claims: Record<string, unknown>, what: string, options: { expOptional?: boolean } = {}): void {
   const now = Math.floor(Date.now() / 1000);
   const tolerance = clockTolerance(config);
-  if (typeof claims.exp !== 'number') throw new BrokerError('identity_provider_error', `${what}: no exp`);
-  if (now > claims.exp + tolerance) throw new BrokerError('identity_provider_error', `${what}: expired`);
+  if (claims.exp !== undefined || !options.expOptional) {
+    if (typeof claims.exp !== 'number') throw new BrokerError('identity_provider_error', `${what}: no exp`);
+    if (now > claims.exp + tolerance) throw new BrokerError('identity_provider_error', `${what}: expired`);
+  }
   if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || now + tolerance < claims.nbf)) throw new BrokerError('identity_provider_error', `${what}: not yet valid`);
   if (provider.issuers.length > 0) {
     const iss = claims.iss;
@@ -459,4 +461,43 @@ export async function upstreamBackchannelLogout(idp: IdentityProviderModel, requ
   } catch {
     return false;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Back-channel logout from the provider (OpenID Connect Back-Channel Logout 1.0)
+
+const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+
+/** Whether this provider may have issued a token naming `iss` (its trusted or discovered issuers). */
+export async function providerIssues(idp: IdentityProviderModel, iss: string): Promise<boolean> {
+  if (!isOAuthProvider(idp.providerId)) return false;
+  try {
+    const provider = await providerFor(idp);
+    return provider.settings.openid && provider.issuers.some((trusted) => issuerPattern(trusted).test(iss));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A logout token of this provider, as Keycloak's LogoutTokenValidation checks it: signature with
+ * the provider's keys, issuer, audience (our client id), iat, exp when present, the back-channel
+ * logout event, a sid or a sub, and no nonce. Returns the sid and sub; throws BrokerError.
+ */
+export async function validateLogoutToken(idp: IdentityProviderModel, jwt: string): Promise<{ sid?: string; sub?: string }> {
+  const provider = await step('discovery', () => providerFor(idp));
+  const claims = await step('logout token', () => verifiedPayload(provider, idp.config, jwt, 'logout token'));
+  checkTimesAndIssuer(provider, idp.config, claims, 'logout token', { expOptional: true });
+  const aud = claims.aud;
+  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
+  if (!audiences.includes(provider.settings.clientId)) throw new BrokerError('identity_provider_error', 'logout token: wrong audience');
+  if (typeof claims.iat !== 'number') throw new BrokerError('identity_provider_error', 'logout token: no iat');
+  const events = claims.events as Record<string, unknown> | undefined;
+  const event = typeof events === 'object' && events !== null ? events[BACKCHANNEL_LOGOUT_EVENT] : undefined;
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new BrokerError('identity_provider_error', 'logout token: no back-channel logout event');
+  if (claims.nonce !== undefined) throw new BrokerError('identity_provider_error', 'logout token: must not have a nonce');
+  const sid = typeof claims.sid === 'string' && claims.sid !== '' ? claims.sid : undefined;
+  const sub = typeof claims.sub === 'string' && claims.sub !== '' ? claims.sub : undefined;
+  if (!sid && !sub) throw new BrokerError('identity_provider_error', 'logout token: neither sid nor sub');
+  return { ...(sid ? { sid } : {}), ...(sub ? { sub } : {}) };
 }

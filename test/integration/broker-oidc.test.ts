@@ -5,7 +5,7 @@
 // failures (cancel, unreachable provider, replayed callbacks) with their events, and logout.
 import crypto from 'node:crypto';
 
-import { decodeJwt } from 'jose';
+import { decodeJwt, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startAdminBench, type AdminBench } from '../support/admin.ts';
@@ -392,5 +392,55 @@ describe('logout', () => {
     // The upstream SSO session is gone: the next brokered login asks for the password again.
     const again = await walk(authUrl({ kc_idp_hint: 'corp' }), jar);
     expect('page' in again && again.page.url.includes(`/realms/${UPSTREAM}/`)).toBe(true);
+  });
+});
+
+describe('back-channel logout from the provider', () => {
+  const endpoint = (): string => `${base}/realms/${REALM}/protocol/openid-connect/logout/backchannel-logout`;
+  const refresh = (token: unknown): Promise<Response> => postForm(`${base}/realms/${REALM}/protocol/openid-connect/token`, {
+    grant_type: 'refresh_token', refresh_token: String(token),
+  }, { authorization: basicAuth(APP, APP_SECRET) });
+
+  it('ends the session the provider logs out (its logout token names the upstream sid), and only that one', async () => {
+    // The upstream realm tells its client cx-broker (our broker) about logouts, as Keycloak does.
+    const [upstreamClient] = await bench.admin.clients.find({ realm: UPSTREAM, clientId: 'cx-broker' });
+    await bench.admin.clients.update({ realm: UPSTREAM, id: upstreamClient!.id! }, {
+      attributes: { ...upstreamClient!.attributes, 'backchannel.logout.url': endpoint(), 'backchannel.logout.session.required': 'true' },
+    });
+    const first = await brokeredLogin('corp', 'bob', 'Bob-Upstream-1');
+    if (!('redirect' in first.outcome)) throw new Error(pageSays(first.outcome.page));
+    const ended = await tokensFor(first.outcome.redirect);
+    const other = await brokeredLogin('corp', 'bob', 'Bob-Upstream-1');
+    if (!('redirect' in other.outcome)) throw new Error(pageSays(other.outcome.page));
+    const kept = await tokensFor(other.outcome.redirect);
+    expect((await refresh(ended.refresh_token)).status).toBe(200);
+
+    // An upstream admin ends the first browser's upstream session: the upstream realm posts a
+    // logout token naming that session (sid) to our back-channel logout endpoint.
+    const upstreamSession = await bench.server.store.db.selectFrom('broker_sessions').select('external_session')
+      .where('session_id', '=', String(decodeJwt(ended.access_token as string).sid)).executeTakeFirstOrThrow();
+    expect(upstreamSession.external_session).toBeTruthy();
+    await bench.admin.realms.deleteSession({ realm: UPSTREAM, session: upstreamSession.external_session!, isOffline: false });
+    const refused = await until(async () => (await refresh(ended.refresh_token)).status, (status) => status === 400);
+    expect(refused).toBe(400);
+    expect((await refresh(kept.refresh_token)).status).toBe(200);
+    const logouts = await until(() => events('LOGOUT'), (list) => list.some((e) => e.details?.reason === 'back-channel logout from the identity provider'));
+    expect(logouts.find((e) => e.details?.reason === 'back-channel logout from the identity provider')).toMatchObject({ details: { identity_provider: 'corp' } });
+  });
+
+  it('refuses a request without a logout token, a malformed one, and one the provider did not sign', async () => {
+    const post = (form: Record<string, string>) => postForm(endpoint(), form);
+    const missing = await post({});
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toEqual({ error: 'invalid_request', error_description: 'No logout token' });
+    expect(await (await post({ logout_token: 'not-a-jwt' })).json()).toEqual({ error: 'invalid_request', error_description: 'The logout token is invalid' });
+
+    const { privateKey } = await generateKeyPair('RS256');
+    const forged = await new SignJWT({ events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub: 'anyone', sid: 'any-session' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'forged' }).setIssuer(`${base}/realms/${UPSTREAM}`).setAudience('cx-broker')
+      .setIssuedAt().setExpirationTime('2m').setJti(crypto.randomUUID()).sign(privateKey);
+    const refused = await post({ logout_token: forged });
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toEqual({ error: 'invalid_request', error_description: 'There was no valid identity provider for the logout token' });
   });
 });

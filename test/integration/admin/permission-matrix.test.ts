@@ -47,6 +47,7 @@ const calls: Call[] = [
   ['PUT', () => '', { displayName: 'x' }],
   ['GET', () => '/keys'],
   ['POST', () => '/logout-all'],
+  ['DELETE', () => '/sessions/no-such-session'],
   ['GET', () => '/default-default-client-scopes'],
   ['POST', () => '/partial-export'],
   ['POST', () => '/partialImport', { ifResourceExists: 'SKIP', roles: { realm: [{ name: 'x' }] } }],

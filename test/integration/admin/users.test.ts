@@ -483,6 +483,22 @@ describe('sessions, logout and consents', () => {
     expect((await bench.admin.users.findOne({ realm: 'u-sess', id: userId }))!.notBefore).toBeGreaterThan(0);
   });
 
+  it('ends one session (online or offline) by its id, as Keycloak\'s DELETE /sessions/{id}', async () => {
+    const grant = (scope: string) => tokenRequest('u-sess', { grant_type: 'password', username: 'sam', password: 'sam-pass', scope }).then((r) => r.json() as Promise<{ refresh_token: string; session_state: string }>);
+    const first = await grant('openid');
+    const second = await grant('openid');
+    const offline = await grant('openid offline_access');
+    await bench.admin.realms.deleteSession({ realm: 'u-sess', session: first.session_state, isOffline: false });
+    expect((await tokenRequest('u-sess', { grant_type: 'refresh_token', refresh_token: first.refresh_token })).status).toBe(400);
+    expect((await tokenRequest('u-sess', { grant_type: 'refresh_token', refresh_token: second.refresh_token })).status).toBe(200);
+    // The offline session is another row of the same id: only isOffline=true ends it.
+    expect(await call('DELETE', `/u-sess/sessions/${offline.session_state}?isOffline=true`)).toMatchObject({ status: 204 });
+    expect((await tokenRequest('u-sess', { grant_type: 'refresh_token', refresh_token: offline.refresh_token })).status).toBe(400);
+    expect(await call('DELETE', `/u-sess/sessions/${first.session_state}`)).toMatchObject({ status: 404, body: { errorMessage: 'Sesssion not found' } });
+    expect(await call('DELETE', `/u-sess/sessions/no-such-session?isOffline=true`)).toMatchObject({ status: 404 });
+    await bench.admin.users.logout({ realm: 'u-sess', id: userId });
+  });
+
   it('makes offline tokens issued before a user logout stale (the user\'s not-before)', async () => {
     const solId = (await bench.admin.users.create({ realm: 'u-sess', username: 'sol', enabled: true, credentials: [{ type: 'password', value: 'sol-pass' }] })).id;
     const offline = await (await tokenRequest('u-sess', { grant_type: 'password', username: 'sol', password: 'sol-pass', scope: 'openid offline_access' })).json() as { refresh_token: string; access_token: string };
