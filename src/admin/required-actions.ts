@@ -84,6 +84,8 @@ export function registerRequiredActionRoutes(admin: AdminRouter): void {
       if (rep.priority !== undefined && rep.priority !== null) current.priority = rep.priority;
       if (rep.config !== undefined && rep.config !== null) {
         current.config = Object.fromEntries(Object.entries(rep.config).flatMap(([k, v]) => (v === null || v === '' ? [] : [[k, String(v)]])));
+        const error = maxAuthAgeError(current.config[MAX_AUTH_AGE]);
+        if (error) throw new AdminFieldError(MAX_AUTH_AGE, error, [MAX_AUTH_AGE, current.config[MAX_AUTH_AGE] ?? '']);
       }
       return list;
     });
@@ -113,7 +115,7 @@ export function registerRequiredActionRoutes(admin: AdminRouter): void {
     });
   }
 
-  // --- configuration: only the properties an action declares (max_auth_age) are kept ---------
+  // --- configuration: a PUT sets the properties an action declares (max_auth_age) ------------
   /** Keycloak looks the path's alias up as a provider id: one that takes configuration. */
   const configurableProvider = (alias: string | undefined): boolean =>
     alias !== undefined && isConfigurableRequiredAction(alias) && KNOWN_REQUIRED_ACTIONS.some((p) => p.providerId === alias);
@@ -144,7 +146,7 @@ export function registerRequiredActionRoutes(admin: AdminRouter): void {
     if (error) throw new AdminFieldError(MAX_AUTH_AGE, error, [MAX_AUTH_AGE, value ?? '']);
     await mutate(req, (list) => {
       const current = configurable(list, req.params.alias);
-      // Keycloak stores every declared property from the request, so one left out is removed.
+      // Declared properties come from the request (one left out is removed); others stay as stored.
       const { [MAX_AUTH_AGE]: _previous, ...others } = current.config;
       current.config = value === undefined ? others : { ...others, [MAX_AUTH_AGE]: value.trim() };
       return list;

@@ -62,7 +62,8 @@ export function registerSmtpRoutes(admin: AdminRouter): void {
 
     const realmSettings = req.realm.settings as Record<string, unknown>;
     const stored = isSmtpMap(realmSettings.smtpServer) ? realmSettings.smtpServer : {};
-    const config: Record<string, unknown> = { ...posted };
+    // Sealed keys come from the stored map only, never from the caller.
+    const config: Record<string, unknown> = Object.fromEntries(Object.entries(posted).filter(([key]) => !SMTP_SECRETS.some((s) => s.sealedKey === key)));
     const reuse = { password: reusesStoredPassword(posted, stored), authTokenClientSecret: reusesStoredClientSecret(posted, stored) };
     for (const { key, sealedKey } of SMTP_SECRETS) {
       if (posted[key] !== SECRET_MASK || !reuse[key as keyof typeof reuse]) continue;

@@ -560,10 +560,14 @@ async function userSessions(db: Db, realmId: string, userId: string, offline: bo
  * session and grants, back-channel logout to clients); offline sessions stay.
  */
 async function endOnlineSessions(req: RealmRequest, userId: string): Promise<void> {
-  const { registry, config, logger } = req.services;
-  const realm = await registry.get(req.realm.name);
-  if (!realm) return;
-  await endUserSessions(realm, `${publicOrigin(req.ctx, config)}${config.relativePath}/realms/${req.realm.name}`, userId, logger);
+  const realm = await req.services.registry.get(req.realm.name);
+  if (realm) await endUserSessions(realm, realmIssuer(req), userId, req.services.logger);
+}
+
+/** The realm's issuer at the origin of this admin request (the `iss` of back-channel logout tokens). */
+function realmIssuer(req: RealmRequest): string {
+  const { config } = req.services;
+  return `${publicOrigin(req.ctx, config)}${config.relativePath}/realms/${req.realm.name}`;
 }
 
 /** Removes the user's client sessions of one client (online or offline) and their oidc-provider grants. */
@@ -1054,9 +1058,8 @@ export function registerUsersRoutes(admin: AdminRouter): void {
       const grants = await deleteUserSession(db, { realmId: req.realm.id, id: sessionId, offline: true });
       if (grants.length > 0) await db.deleteFrom('oidc_payloads').where('realm_id', '=', req.realm.id).where('grant_id', 'in', grants).execute();
     } else {
-      const { registry, config, logger } = req.services;
-      const realm = await registry.get(req.realm.name);
-      if (realm) await endSsoSession(realm, `${publicOrigin(req.ctx, config)}${config.relativePath}/realms/${req.realm.name}`, sessionId, logger);
+      const realm = await req.services.registry.get(req.realm.name);
+      if (realm) await endSsoSession(realm, realmIssuer(req), sessionId, req.services.logger);
     }
     return noContent();
   });

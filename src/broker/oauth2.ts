@@ -10,6 +10,7 @@ import * as client from 'openid-client';
 import { z } from 'zod';
 
 import { readBoundedBody } from '../http/bounded-response.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 import { BrokerError, type BrokeredIdentity, type BrokerUrls, type IdentityProviderModel } from './types.ts';
 
 /** Provider ids handled by the OAuth modules. */
@@ -206,11 +207,6 @@ export function oauthSettings(idp: IdentityProviderModel): OAuthSettings {
 
 /** An upstream answer we refuse before anything parses it. */
 class UpstreamHttpError extends Error {}
-
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host.endsWith('.localhost') || /^127(?:\.\d{1,3}){3}$/.test(host) || host === '::1';
-}
 
 export type UpstreamPolicy = {
   timeoutMs: number;

@@ -486,7 +486,9 @@ export async function providerIssues(idp: IdentityProviderModel, iss: string): P
  */
 export async function validateLogoutToken(idp: IdentityProviderModel, jwt: string): Promise<{ sid?: string; sub?: string }> {
   const provider = await step('discovery', () => providerFor(idp));
-  const claims = await step('logout token', () => verifiedPayload(provider, idp.config, jwt, 'logout token'));
+  // Always signed: unlike an ID token fetched from the token endpoint, anyone can post one here
+  // (validateSignature=false does not apply).
+  const claims = await step('logout token', () => verifiedPayload(provider, { ...idp.config, validateSignature: 'true' }, jwt, 'logout token'));
   checkTimesAndIssuer(provider, idp.config, claims, 'logout token', { expOptional: true });
   const aud = claims.aud;
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];

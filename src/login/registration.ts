@@ -31,7 +31,8 @@ export type RegistrationOutcome =
   | { ok: false; errors: Record<string, { key: string; params: string[] }>; error: 'invalid_registration' | 'username_in_use' | 'email_in_use' };
 
 const MAX_FIELD = 255;
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
+/** An address the mailer can send to (no spaces, brackets, commas, semicolons or quotes). */
+const EMAIL = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
 
 /** Thrown inside the creating transaction to undo it when the password breaks the new user's rules. */
 class PasswordRefused extends Error {
@@ -70,8 +71,11 @@ export async function registerUser(realm: RealmContext, input: RegistrationInput
   else if (input.password !== input.passwordConfirm) refuse('password-confirm', 'notMatchPasswordMessage');
   if (Object.keys(errors).length > 0) return { ok: false, errors, error: 'invalid_registration' };
 
-  const taken = await existingUser(realm.db, realm.id, 'username', input.username);
-  if (taken) return { ok: false, errors: { [emailAsUsername ? 'email' : 'username']: { key: emailAsUsername ? 'emailExistsMessage' : 'usernameExistsMessage', params: [] } }, error: 'username_in_use' };
+  // With the e-mail as username, a taken username is a taken address.
+  const usernameTaken: RegistrationOutcome = emailAsUsername
+    ? { ok: false, errors: { email: { key: 'emailExistsMessage', params: [] } }, error: 'username_in_use' }
+    : { ok: false, errors: { username: { key: 'usernameExistsMessage', params: [] } }, error: 'username_in_use' };
+  if (await existingUser(realm.db, realm.id, 'username', input.username)) return usernameTaken;
   if (!realm.settings.duplicateEmailsAllowed && await existingUser(realm.db, realm.id, 'email', input.email)) {
     return { ok: false, errors: { email: { key: 'emailExistsMessage', params: [] } }, error: 'email_in_use' };
   }
@@ -96,9 +100,7 @@ export async function registerUser(realm: RealmContext, input: RegistrationInput
       return { ok: false, errors: { password: { key: error.violation.messageKey, params: error.violation.params } }, error: 'invalid_registration' };
     }
     // The same username or e-mail registered a moment ago by another request.
-    if ((error as { code?: unknown }).code === '23505') {
-      return { ok: false, errors: { [emailAsUsername ? 'email' : 'username']: { key: emailAsUsername ? 'emailExistsMessage' : 'usernameExistsMessage', params: [] } }, error: 'username_in_use' };
-    }
+    if ((error as { code?: unknown }).code === '23505') return usernameTaken;
     throw error;
   }
   const user = (await findUserById(realm.db, realm.id, id))!;

@@ -13,7 +13,7 @@ import { readForm, BodyError } from '../http/body.ts';
 import type { Logger } from '../observability/logger.ts';
 import { REALM_RESOURCE } from '../oidc/provider.ts';
 import { endSsoSession } from '../oidc/session-end.ts';
-import type { LoginResultExtras } from '../oidc/sso-session.ts';
+import { CARRIED_LOGIN, type LoginResultExtras } from '../oidc/sso-session.ts';
 import type { RealmContext } from '../realms/context.ts';
 import { loginFlow } from '../realms/settings.ts';
 import { findUserById } from '../store/users.ts';
@@ -26,7 +26,7 @@ import { BrokerError, type BrokeredIdentity } from '../broker/types.ts';
 import type { User } from '../store/schema.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { createActionTokenPage } from './action-token-page.ts';
-import { AIA_RESULT_KEY, aiaOutcome, requestedAction, type AiaOutcome } from './application-initiated-actions.ts';
+import { AIA_RESULT_KEY, requestedAction, type AiaOutcome } from './application-initiated-actions.ts';
 import { authenticatePassword, type LoginFailure } from './authenticate.ts';
 import { registerUser, registrationInput, type RegistrationValues } from './registration.ts';
 import { lockoutEvent, lockoutState, recordLoginFailure, recordLoginSuccess } from './brute-force.ts';
@@ -202,11 +202,12 @@ export function createLoginRoutes(pages: LoginPages) {
     const common = { locale, csrf, actions, rememberMeAllowed: realm.settings.rememberMe, identityProviders, locales: pages.localeLinks(realm, loginBase, locale) };
 
     const finish = async (result: Record<string, unknown>): Promise<void> => {
-      // provider.interactionResult(..., { mergeWithLastSubmission: false }) on the interaction this
-      // request already read: it would read the interaction (and its session) again. A kc_action
-      // outcome of the login before this consent goes on to the authorization response.
-      const carried = aiaOutcome(interaction.lastSubmission);
-      interaction.result = carried && !(AIA_RESULT_KEY in result) ? { ...result, [AIA_RESULT_KEY]: carried } : result;
+      // provider.interactionResult(...) on the interaction this request already read: it would read
+      // the interaction (and its session) again. Merged with the last step's result as oidc-provider
+      // merges it, so what that step answered (prompt=login or create, a kc_action outcome) stays
+      // answered after a consent step; a login carried over is marked, its session already started.
+      const previous = (interaction.lastSubmission ?? {}) as Record<string, unknown>;
+      interaction.result = { ...previous, ...result, ...(previous.login && !('login' in result) ? { [CARRIED_LOGIN]: true } : {}) };
       await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
       ctx.status = 303;
       ctx.redirect(interaction.returnTo);

@@ -3,17 +3,20 @@
 // `authTokenClientSecret` (XOAUTH2, Keycloak 26.1+) are kept sealed under `<key>Sealed` (and no
 // plain key), so a stored map tells sealed from plain by the key alone. Reads show them as
 // Keycloak's mask or, for an export with secrets, opened; a write that sends the mask back keeps
-// the stored one. Maps stored before sealing (a plain `password`) are still read.
+// the stored one, but only for the same destination (the password for the same host and user, the
+// client secret for the same token URL and client id: unlike Keycloak, a realm admin cannot have
+// a stored secret sent to a server of their choosing). Maps stored before sealing (a plain
+// `password`) are still read.
 import type { SecretBox } from '../crypto/secret-box.ts';
 import { SECRET_MASK } from '../store/sealed-config.ts';
 
 /** Key of the sealed SMTP password inside the stored smtpServer map. */
 export const SMTP_PASSWORD_SEALED = 'passwordSealed';
 
-/** The map's secret keys and where each rests sealed. */
-export const SMTP_SECRETS: ReadonlyArray<{ key: string; sealedKey: string }> = [
-  { key: 'password', sealedKey: SMTP_PASSWORD_SEALED },
-  { key: 'authTokenClientSecret', sealedKey: 'authTokenClientSecretSealed' },
+/** The map's secret keys, where each rests sealed, and the settings naming where it is sent. */
+export const SMTP_SECRETS: ReadonlyArray<{ key: string; sealedKey: string; destination: readonly string[] }> = [
+  { key: 'password', sealedKey: SMTP_PASSWORD_SEALED, destination: ['host', 'user'] },
+  { key: 'authTokenClientSecret', sealedKey: 'authTokenClientSecretSealed', destination: ['authTokenUrl', 'authTokenClientId'] },
 ];
 
 type SmtpMap = Record<string, unknown>;
@@ -30,10 +33,18 @@ function storedSealed(box: SecretBox, stored: unknown, secret: { key: string; se
   return present(plain) && plain !== SECRET_MASK ? box.seal(plain) : undefined;
 }
 
+/** Whether `incoming` sends a secret where `previous` sent it (the same values of its destination settings). */
+export function sameSmtpDestination(incoming: SmtpMap, previous: unknown, secretKey: string): boolean {
+  const secret = SMTP_SECRETS.find((s) => s.key === secretKey);
+  if (!secret || !isSmtpMap(previous)) return false;
+  const value = (map: SmtpMap, key: string): string => (typeof map[key] === 'string' ? (map[key] as string).trim().toLowerCase() : '');
+  return secret.destination.every((key) => value(incoming, key) === value(previous, key));
+}
+
 /**
  * An incoming smtpServer map (Admin API, realm import) as it is stored: each secret sealed under
- * its `<key>Sealed`; the mask keeps `previous`'s (none without one). Sealed keys sent by a caller
- * are dropped: only the server writes them.
+ * its `<key>Sealed`; the mask keeps `previous`'s for the same destination (none otherwise). Sealed
+ * keys sent by a caller are dropped: only the server writes them.
  */
 export function sealSmtpServer(box: SecretBox, incoming: SmtpMap, previous?: unknown): SmtpMap {
   const out: SmtpMap = { ...incoming };
@@ -41,7 +52,8 @@ export function sealSmtpServer(box: SecretBox, incoming: SmtpMap, previous?: unk
     const given = out[secret.key];
     delete out[secret.key];
     delete out[secret.sealedKey];
-    const sealed = given === SECRET_MASK ? storedSealed(box, previous, secret) : present(given) ? box.seal(given) : undefined;
+    const kept = given === SECRET_MASK && sameSmtpDestination(incoming, previous, secret.key) ? storedSealed(box, previous, secret) : undefined;
+    const sealed = given === SECRET_MASK ? kept : present(given) ? box.seal(given) : undefined;
     if (sealed !== undefined) out[secret.sealedKey] = sealed;
   }
   return out;

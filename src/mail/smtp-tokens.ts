@@ -4,6 +4,9 @@
 // expires (60 s when the answer has no expires_in), as Keycloak's TokenAuthEmailAuthenticator does.
 import crypto from 'node:crypto';
 
+import { readBoundedBody } from '../http/bounded-response.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
+
 export type SmtpTokenSource = { url: string; clientId: string; clientSecret: string; scope: string };
 
 const FETCH_TIMEOUT_MS = 10_000;
@@ -36,9 +39,19 @@ export class SmtpTokens {
   }
 
   async #fetch(source: SmtpTokenSource, key: string): Promise<string> {
+    let url: URL;
+    try {
+      url = new URL(source.url);
+    } catch {
+      throw new SmtpTokenError('authTokenUrl is not a URL');
+    }
+    // The client secret travels in the request: https, or plain http to this machine only.
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+      throw new SmtpTokenError('authTokenUrl must be an https URL');
+    }
     let response: Response;
     try {
-      response = await fetch(source.url, {
+      response = await fetch(url, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body: new URLSearchParams({ client_id: source.clientId, client_secret: source.clientSecret, scope: source.scope, grant_type: 'client_credentials' }),
@@ -48,11 +61,11 @@ export class SmtpTokens {
     } catch (error) {
       throw new SmtpTokenError(`the SMTP token endpoint cannot be reached: ${(error as Error).message}`, { cause: error });
     }
-    const body = await response.text();
-    if (body.length > MAX_RESPONSE_BYTES) throw new SmtpTokenError('the SMTP token endpoint answered too much');
+    const body = await readBoundedBody(response, MAX_RESPONSE_BYTES).catch(() => undefined);
+    if (body === undefined) throw new SmtpTokenError('the SMTP token endpoint answered too much, or broke off');
     let parsed: { access_token?: unknown; expires_in?: unknown; error?: unknown };
     try {
-      parsed = JSON.parse(body) as typeof parsed;
+      parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
     } catch {
       throw new SmtpTokenError(`the SMTP token endpoint answered ${response.status} without JSON`);
     }

@@ -20,6 +20,14 @@ export type LoginResultExtras = { username: string; ipAddress: string; /** Signe
 
 type LoginResult = { accountId: string; remember?: boolean; ts?: number } & Partial<LoginResultExtras>;
 
+/**
+ * Marks an interaction result whose `login` was carried over from an earlier step of the same
+ * authorization (the login pages merge each result with the last one, as oidc-provider's
+ * mergeWithLastSubmission does, so requested prompts stay answered): that login's user session
+ * already started.
+ */
+export const CARRIED_LOGIN = 'cloakroomCarriedLogin';
+
 export function interactionPolicyFor(realm: RealmContext, record: (realm: RealmContext, event: LoginEvent) => void): ReturnType<typeof interactionPolicy.base> {
   const policy = interactionPolicy.base();
   // prompt=create (OpenID Connect Prompt Create; Keycloak's registrations endpoint): the login pages
@@ -30,7 +38,8 @@ export function interactionPolicyFor(realm: RealmContext, record: (realm: RealmC
   login?.checks.add(new interactionPolicy.Check('sso_session_ended', 'the SSO session has ended', async (ctx: KoaContextWithOIDC) => {
     const session = ctx.oidc.session;
     if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT; // no_session asks for a login
-    const fresh = (ctx.oidc.result as { login?: LoginResult } | undefined)?.login;
+    const result = ctx.oidc.result as { login?: LoginResult; [CARRIED_LOGIN]?: boolean } | undefined;
+    const fresh = result?.[CARRIED_LOGIN] ? undefined : result?.login;
     if (fresh && fresh.accountId === session.accountId) {
       await startUserSession(realm, {
         id: session.uid, userId: session.accountId, loginUsername: fresh.username ?? '', ipAddress: fresh.ipAddress ?? ctx.ip,

@@ -268,7 +268,12 @@ describe('application-initiated actions (kc_action)', () => {
         expect(response.status).toBe(400);
         expect(await response.json()).toMatchObject({ field: 'max_auth_age', errorMessage: bad === '-1' ? 'error-number-out-of-range-too-small' : 'error-invalid-value' });
       }
-      // Only declared properties are kept.
+      // The provider's own PUT validates it too.
+      const current = await auth.getRequiredActionForAlias(alias('UPDATE_PASSWORD')) as Record<string, unknown>;
+      const viaProvider = await bench.api(`/${REALM}/authentication/required-actions/UPDATE_PASSWORD`, { method: 'PUT', body: JSON.stringify({ ...current, config: { max_auth_age: '-5' } }) });
+      expect(viaProvider.status).toBe(400);
+      expect(await viaProvider.json()).toMatchObject({ field: 'max_auth_age', errorMessage: 'error-number-out-of-range-too-small' });
+      // A PUT of the config sets the declared property; others stay as stored.
       await auth.updateRequiredActionConfig(alias('UPDATE_PASSWORD'), { config: { max_auth_age: '600', other: 'x' } });
       expect(await auth.getRequiredActionConfig(alias('UPDATE_PASSWORD'))).toEqual({ config: { max_auth_age: '600' } });
       expect((await auth.getRequiredActionForAlias(alias('UPDATE_PASSWORD')) as { config: unknown }).config).toEqual({ max_auth_age: '600' });

@@ -435,6 +435,10 @@ describe('back-channel logout from the provider', () => {
     expect(await missing.json()).toEqual({ error: 'invalid_request', error_description: 'No logout token' });
     expect(await (await post({ logout_token: 'not-a-jwt' })).json()).toEqual({ error: 'invalid_request', error_description: 'The logout token is invalid' });
 
+    // A provider of the same issuer that does not check ID token signatures still checks logout tokens.
+    await bench.admin.identityProviders.create({ realm: REALM, alias: 'corp-unsigned', providerId: 'oidc', enabled: true, hideOnLogin: true, config: {
+      issuer: `${base}/realms/${UPSTREAM}`, clientId: 'cx-broker', clientSecret: BROKER_SECRET, clientAuthMethod: 'client_secret_basic', validateSignature: 'false', syncMode: 'IMPORT',
+    } });
     const { privateKey } = await generateKeyPair('RS256');
     const forged = await new SignJWT({ events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub: 'anyone', sid: 'any-session' })
       .setProtectedHeader({ alg: 'RS256', kid: 'forged' }).setIssuer(`${base}/realms/${UPSTREAM}`).setAudience('cx-broker')

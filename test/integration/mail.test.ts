@@ -283,6 +283,26 @@ describe('SMTP with XOAUTH2 (authType token)', () => {
     expect(oauthMail.messages.filter((m) => m.to.includes(ADMIN_EMAIL))).toHaveLength(3);
   });
 
+  it('keeps the stored secret for the mask only while the token URL and client stay; needs https off this machine', async () => {
+    const settings = (await bench.admin.realms.findOne({ realm: REALM }))!.smtpServer!;
+    const stored = async (): Promise<Record<string, unknown>> => JSON.parse(await storedSettings()).smtpServer as Record<string, unknown>;
+    const before = (await stored()).authTokenClientSecretSealed;
+    await bench.admin.realms.update({ realm: REALM }, { smtpServer: { ...settings, fromDisplayName: 'Oauth Desk' } });
+    expect((await stored()).authTokenClientSecretSealed).toBe(before);
+    // Another token endpoint with the mask: the stored secret is not carried there.
+    await bench.admin.realms.update({ realm: REALM }, { smtpServer: { ...settings, authTokenUrl: 'https://evil.example/token' } });
+    expect(await stored()).not.toHaveProperty('authTokenClientSecretSealed');
+    // The same for the password and another host.
+    await bench.admin.realms.update({ realm: REALM }, { smtpServer: { ...settings, authType: 'basic', password: 'pw-1' } });
+    const withPassword = (await bench.admin.realms.findOne({ realm: REALM }))!.smtpServer!;
+    await bench.admin.realms.update({ realm: REALM }, { smtpServer: { ...withPassword, host: 'smtp.evil.example' } });
+    expect(await stored()).not.toHaveProperty('passwordSealed');
+    // A plain http token endpoint elsewhere is refused before the secret leaves.
+    expect(await testConnection({ ...settings, authTokenUrl: 'http://token.example/token', authTokenClientSecret: CLIENT_SECRET })).toEqual(FAILED);
+    // Back to the working settings for the next test.
+    await bench.admin.realms.update({ realm: REALM }, { smtpServer: { ...settings, authTokenClientSecret: CLIENT_SECRET } });
+  });
+
   it('fails as Keycloak does with a wrong client secret, a refused token, or a mask for another client', async () => {
     const settings = (await bench.admin.realms.findOne({ realm: REALM }))!.smtpServer!;
     expect(await testConnection({ ...settings, authTokenClientSecret: 'wrong' })).toEqual(FAILED);

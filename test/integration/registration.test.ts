@@ -37,6 +37,7 @@ describe('self-registration', () => {
     for (const realm of ['signup', 'closed', 'by-email']) {
       await bench.admin.clients.create({ realm, clientId: 'web', publicClient: true, redirectUris: [REDIRECT], directAccessGrantsEnabled: true });
     }
+    await bench.admin.clients.create({ realm: 'signup', clientId: 'consenting', publicClient: true, consentRequired: true, redirectUris: [REDIRECT] });
     const { id: groupId } = await bench.admin.groups.create({ realm: 'signup', name: 'customers' });
     await bench.admin.realms.addDefaultGroup({ realm: 'signup', id: groupId });
   });
@@ -150,6 +151,29 @@ describe('self-registration', () => {
       firstName: 'Sam', lastName: 'Spade', email: 'sam@signup.example', username: 'sam', password: 'Long-enough-2', 'password-confirm': 'Long-enough-2',
     }, jar));
     expect(claims((await exchange('signup', done.searchParams.get('code')!)).id_token).preferred_username).toBe('sam');
+  });
+
+  it('prompt=create and prompt=login stay answered through a consent step', async () => {
+    const consentUrl = (prompt: string): string => `${issuer('signup')}/protocol/openid-connect/auth?${query({ client_id: 'consenting', prompt })}`;
+    const jar = new CookieJar();
+    const form = page(await open(consentUrl('create'), jar));
+    expect(title(form)).toBe('Register');
+    const consent = page(await submit(form, {
+      firstName: 'Cora', lastName: 'Consent', email: 'cora@signup.example', username: 'cora', password: 'Long-enough-3', 'password-confirm': 'Long-enough-3',
+    }, jar));
+    expect(consent.html).toContain('name="accept"');
+    const granted = redirect(await submit(consent, { accept: 'yes' }, jar));
+    expect(granted.searchParams.get('code')).toBeTruthy();
+    // One LOGIN for that sign-in, not one per step.
+    const logins = (await events('signup', 'LOGIN')).filter((e) => e.details.username === 'cora');
+    expect(logins).toHaveLength(1);
+
+    // prompt=login: the password again, then the consent step, then the code (no second login page).
+    const again = page(await open(consentUrl('login'), jar));
+    const password = page(await submit(again, { username: 'cora' }, jar));
+    const consentAgain = await submit(password, { username: 'cora', password: 'Long-enough-3' }, jar);
+    const done = 'redirect' in consentAgain ? consentAgain : await submit(page(consentAgain), { accept: 'yes' }, jar);
+    expect(redirect(done).searchParams.get('code')).toBeTruthy();
   });
 
   it('with the e-mail as username there is no username field', async () => {
