@@ -11,6 +11,7 @@ import type { User } from '../store/schema.ts';
 import { findUserById } from '../store/users.ts';
 import { loginAuthenticatorFor, type EffectiveAuthenticator } from './login-authenticators.ts';
 import { changePassword, type PasswordChangeResult } from './password-change.ts';
+import { profileFieldErrors, type FieldError } from './profile-fields.ts';
 import { defaultActionsForNewUser } from './required-actions.ts';
 
 export type RegistrationInput = {
@@ -28,11 +29,9 @@ export type RegistrationValues = Omit<RegistrationInput, 'password' | 'passwordC
 export type RegistrationOutcome =
   | { ok: true; user: User; authenticator: EffectiveAuthenticator }
   /** Field errors as message keys with their arguments, and Keycloak's REGISTER_ERROR error. */
-  | { ok: false; errors: Record<string, { key: string; params: string[] }>; error: 'invalid_registration' | 'username_in_use' | 'email_in_use' };
+  | { ok: false; errors: Record<string, FieldError>; error: 'invalid_registration' | 'username_in_use' | 'email_in_use' };
 
 const MAX_FIELD = 255;
-/** An address the mailer can send to (no spaces, brackets, commas, semicolons or quotes). */
-const EMAIL = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
 
 /** Thrown inside the creating transaction to undo it when the password breaks the new user's rules. */
 class PasswordRefused extends Error {
@@ -60,13 +59,10 @@ export function registrationInput(form: Record<string, unknown>, emailAsUsername
 /** Validates and creates the user with their password, in one transaction; nothing is stored on a refusal. */
 export async function registerUser(realm: RealmContext, input: RegistrationInput): Promise<RegistrationOutcome> {
   const emailAsUsername = realm.settings.registrationEmailAsUsername;
-  const errors: Record<string, { key: string; params: string[] }> = {};
+  const errors: Record<string, FieldError> = {};
   const refuse = (field: string, key: string, ...params: string[]): void => { errors[field] ??= { key, params }; };
   if (!emailAsUsername && input.username === '') refuse('username', 'missingUsernameMessage');
-  if (input.email === '') refuse('email', 'missingEmailMessage');
-  else if (!EMAIL.test(input.email)) refuse('email', 'invalidEmailMessage');
-  if (input.firstName === '') refuse('firstName', 'missingFirstNameMessage');
-  if (input.lastName === '') refuse('lastName', 'missingLastNameMessage');
+  Object.assign(errors, profileFieldErrors(input));
   if (input.password === '') refuse('password', 'missingPasswordMessage');
   else if (input.password !== input.passwordConfirm) refuse('password-confirm', 'notMatchPasswordMessage');
   if (Object.keys(errors).length > 0) return { ok: false, errors, error: 'invalid_registration' };

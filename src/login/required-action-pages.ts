@@ -16,6 +16,7 @@ import {
 import { changePassword, passwordSetAt } from './password-change.ts';
 import { parsePasswordPolicy, passwordChecklist, passwordExpired } from './password-policy.ts';
 import type { PageMessage, PageName } from './pages.ts';
+import { profileFieldErrors } from './profile-fields.ts';
 import { requiredActionProviders, SUPPORTED_REQUIRED_ACTIONS } from './required-actions.ts';
 import type { LoginPages } from './routes.ts';
 import { sendVerificationEmail } from './verify-email.ts';
@@ -57,7 +58,6 @@ const PAGE_OF: Record<string, PageName> = {
 const MAX_FIELD = 255;
 const MAX_PASSWORD = 1024;
 const BASE32_SECRET = /^[A-Z2-7]{16,128}$/;
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
 /**
  * What the password page says when an LDAP user's provider did not take the new password, with
@@ -251,11 +251,8 @@ export async function submitRequiredAction(page: ActionPageContext, action: stri
       const email = text(form, 'email').trim();
       const firstName = text(form, 'firstName').trim();
       const lastName = text(form, 'lastName').trim();
-      const errors: Record<string, string> = {};
-      if (!email) errors.email = t('missingEmailMessage');
-      else if (!EMAIL.test(email)) errors.email = t('invalidEmailMessage');
-      if (!firstName) errors.firstName = t('missingFirstNameMessage');
-      if (!lastName) errors.lastName = t('missingLastNameMessage');
+      const errors: Record<string, string> = Object.fromEntries(Object.entries(profileFieldErrors({ email, firstName, lastName }))
+        .map(([field, e]) => [field, t(e.key, ...e.params.map((p) => t(p)))]));
       if (!errors.email && !realm.settings.duplicateEmailsAllowed && email.toLowerCase() !== (user.email ?? '').toLowerCase()) {
         const taken = await realm.db.selectFrom('users').select('id').where('realm_id', '=', realm.id)
           .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase())).where('id', '!=', user.id).executeTakeFirst();

@@ -404,7 +404,8 @@ export function createLoginRoutes(pages: LoginPages) {
       const outcome = await registerUser(realm, input);
       if (!outcome.ok) {
         deps.event(realm, { type: 'REGISTER_ERROR', clientId, ipAddress: ctx.ip, error: outcome.error, details });
-        const errors = Object.fromEntries(Object.entries(outcome.errors).map(([field, e]) => [field, deps.pages.t(locale, e.key, ...e.params)]));
+        // Arguments that name a field (error-person-name-invalid-character) show its label.
+        const errors = Object.fromEntries(Object.entries(outcome.errors).map(([field, e]) => [field, deps.pages.t(locale, e.key, ...e.params.map((p) => t(locale, p)))]));
         return renderRegistration(values, errors);
       }
       const { user, authenticator } = outcome;

@@ -126,7 +126,10 @@ describe('application-initiated actions (kc_action)', () => {
     redirect(await signIn('carla', jar));
     const profile = page(await open(authUrl({ kc_action: 'UPDATE_PROFILE' }), jar));
     expect(title(profile)).toBe('Update Account Information');
-    const done = redirect(await submit(profile, { email: 'carla@new.example', firstName: 'Carla', lastName: 'Bruni' }, jar));
+    const refused = page(await submit(profile, { email: 'carla@new.example', firstName: 'Carla (admin)', lastName: 'Bruni' }, jar));
+    expect(refused.status).toBe(400);
+    expect(refused.html).toContain('First name contains invalid characters.');
+    const done = redirect(await submit(refused, { email: 'carla@new.example', firstName: 'Carla', lastName: 'Bruni' }, jar));
     expect(done.searchParams.get('kc_action_status')).toBe('success');
     const user = await bench.admin.users.findOne({ realm: REALM, id: userId });
     expect(user).toMatchObject({ email: 'carla@new.example', firstName: 'Carla', lastName: 'Bruni', emailVerified: false });
