@@ -305,7 +305,9 @@ describe.skipIf(!chromiumAvailable('login authenticators e2e'))('login authentic
     await enterPassword(page, 'olga', passwords.olga!);
     await page.waitForSelector('#password-new');
     expect(await page.textContent('#kc-password-rules')).toContain('8');
-    // The live checklist marks the length rule as met once the typed password is long enough.
+    // The live checklist marks the length rule as met once the typed password is long enough
+    // (its deferred script marks the list live when it has started listening).
+    await page.waitForSelector('#kc-password-rules.kc-rules-live');
     await page.fill('#password-new', 'short');
     expect(await page.getAttribute('#kc-password-rules [data-rule="minLength"]', 'class')).toContain('kc-rule-unmet');
     await page.fill('#password-new', 'long enough now');
