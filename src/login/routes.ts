@@ -206,7 +206,7 @@ export function createLoginRoutes(pages: LoginPages) {
       // the interaction (and its session) again. Merged with the last step's result as oidc-provider
       // merges it, so what that step answered (prompt=login or create, a kc_action outcome) stays
       // answered after a consent step; a login carried over is marked, its session already started.
-      const previous = (interaction.lastSubmission ?? {}) as Record<string, unknown>;
+      const { [CARRIED_LOGIN]: _mark, ...previous } = (interaction.lastSubmission ?? {}) as Record<string, unknown>;
       interaction.result = { ...previous, ...result, ...(previous.login && !('login' in result) ? { [CARRIED_LOGIN]: true } : {}) };
       await interaction.save(Math.max(interaction.exp - Math.floor(Date.now() / 1000), 1));
       ctx.status = 303;
