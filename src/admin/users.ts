@@ -25,7 +25,9 @@ import { argon2Params, parseRealmSettings } from '../realms/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
 import { deleteUserSession } from '../store/sessions.ts';
-import { countRealmPeople, escapeLike, isEveryPerson, listUsers, tokenSubjectCached, userSearchCondition, type UserSearch, type UserSearchField } from '../store/users.ts';
+import {
+  countRealmPeople, emailTaken, escapeLike, isEveryPerson, listUsers, tokenSubjectCached, userSearchCondition, usernameTaken, type UserSearch, type UserSearchField,
+} from '../store/users.ts';
 import { releaseLockout } from './attack-detection.ts';
 import { giveNewUserDefaults } from '../realms/new-users.ts';
 import { UUID } from './realms.ts';
@@ -447,19 +449,6 @@ async function groupIdByPath(db: Db, realmId: string, path: string): Promise<str
 
 const setting = (req: RealmRequest, name: string): unknown => (req.realm.settings as Record<string, unknown>)[name];
 
-async function usernameTaken(db: Db, realmId: string, username: string, exceptId?: string): Promise<boolean> {
-  let query = db.selectFrom('users').select('id').where('realm_id', '=', realmId)
-    .where((eb) => eb(eb.fn('lower', ['username']), '=', username.toLowerCase()));
-  if (exceptId) query = query.where('id', '!=', exceptId);
-  return (await query.limit(1).executeTakeFirst()) !== undefined;
-}
-
-async function emailTaken(db: Db, realmId: string, email: string, exceptId?: string): Promise<boolean> {
-  let query = db.selectFrom('users').select('id').where('realm_id', '=', realmId)
-    .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase()));
-  if (exceptId) query = query.where('id', '!=', exceptId);
-  return (await query.limit(1).executeTakeFirst()) !== undefined;
-}
 
 /** Known required actions of `wanted`, in order, without repeats (Keycloak ignores unknown ones). */
 function knownActions(wanted: string[]): string[] {

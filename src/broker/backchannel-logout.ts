@@ -3,6 +3,8 @@
 // POSTs a logout token; the realm's enabled OIDC providers whose issuer it names check it, and the
 // brokered sessions it names end (its `sid`: the session signed in with that upstream session;
 // else its `sub`: every session of that upstream user), with back-channel logout to our own clients.
+import { decodeJwt } from 'jose';
+
 import type { Logger } from '../observability/logger.ts';
 import type { LoginEvent } from '../events/events.ts';
 import { endSsoSession } from '../oidc/session-end.ts';
@@ -21,7 +23,7 @@ export async function receiveBackchannelLogout(
   if (typeof token !== 'string' || token === '' || Array.isArray(form.logout_token)) return invalid('No logout token');
   let iss: unknown;
   try {
-    iss = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')).iss;
+    iss = decodeJwt(token).iss;
   } catch {
     return invalid('The logout token is invalid');
   }

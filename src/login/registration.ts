@@ -6,9 +6,8 @@
 import { newId } from '../crypto/random.ts';
 import { giveNewUserDefaults } from '../realms/new-users.ts';
 import type { RealmContext } from '../realms/context.ts';
-import type { Db } from '../store/db.ts';
 import type { User } from '../store/schema.ts';
-import { findUserById } from '../store/users.ts';
+import { emailTaken, findUserById, usernameTaken } from '../store/users.ts';
 import { loginAuthenticatorFor, type EffectiveAuthenticator } from './login-authenticators.ts';
 import { changePassword, type PasswordChangeResult } from './password-change.ts';
 import { profileFieldErrors, type FieldError } from './profile-fields.ts';
@@ -68,11 +67,11 @@ export async function registerUser(realm: RealmContext, input: RegistrationInput
   if (Object.keys(errors).length > 0) return { ok: false, errors, error: 'invalid_registration' };
 
   // With the e-mail as username, a taken username is a taken address.
-  const usernameTaken: RegistrationOutcome = emailAsUsername
+  const usernameInUse: RegistrationOutcome = emailAsUsername
     ? { ok: false, errors: { email: { key: 'emailExistsMessage', params: [] } }, error: 'username_in_use' }
     : { ok: false, errors: { username: { key: 'usernameExistsMessage', params: [] } }, error: 'username_in_use' };
-  if (await existingUser(realm.db, realm.id, 'username', input.username)) return usernameTaken;
-  if (!realm.settings.duplicateEmailsAllowed && await existingUser(realm.db, realm.id, 'email', input.email)) {
+  if (await usernameTaken(realm.db, realm.id, input.username)) return usernameInUse;
+  if (!realm.settings.duplicateEmailsAllowed && await emailTaken(realm.db, realm.id, input.email)) {
     return { ok: false, errors: { email: { key: 'emailExistsMessage', params: [] } }, error: 'email_in_use' };
   }
 
@@ -96,15 +95,9 @@ export async function registerUser(realm: RealmContext, input: RegistrationInput
       return { ok: false, errors: { password: { key: error.violation.messageKey, params: error.violation.params } }, error: 'invalid_registration' };
     }
     // The same username or e-mail registered a moment ago by another request.
-    if ((error as { code?: unknown }).code === '23505') return usernameTaken;
+    if ((error as { code?: unknown }).code === '23505') return usernameInUse;
     throw error;
   }
   const user = (await findUserById(realm.db, realm.id, id))!;
   return { ok: true, user, authenticator: await loginAuthenticatorFor(realm.db, realm.realm, user) };
-}
-
-async function existingUser(db: Db, realmId: string, column: 'username' | 'email', value: string): Promise<boolean> {
-  const row = await db.selectFrom('users').select('id').where('realm_id', '=', realmId)
-    .where((eb) => eb(eb.fn('lower', [column]), '=', value.toLowerCase())).limit(1).executeTakeFirst();
-  return row !== undefined;
 }

@@ -22,6 +22,7 @@ import type { LoginPages } from './routes.ts';
 import { sendVerificationEmail } from './verify-email.ts';
 import type { RealmContext } from '../realms/context.ts';
 import type { User } from '../store/schema.ts';
+import { emailTaken } from '../store/users.ts';
 
 export type ActionPageContext = {
   pages: LoginPages;
@@ -254,9 +255,7 @@ export async function submitRequiredAction(page: ActionPageContext, action: stri
       const errors: Record<string, string> = Object.fromEntries(Object.entries(profileFieldErrors({ email, firstName, lastName }))
         .map(([field, e]) => [field, t(e.key, ...e.params.map((p) => t(p)))]));
       if (!errors.email && !realm.settings.duplicateEmailsAllowed && email.toLowerCase() !== (user.email ?? '').toLowerCase()) {
-        const taken = await realm.db.selectFrom('users').select('id').where('realm_id', '=', realm.id)
-          .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase())).where('id', '!=', user.id).executeTakeFirst();
-        if (taken) errors.email = t('emailExistsMessage');
+        if (await emailTaken(realm.db, realm.id, email, user.id)) errors.email = t('emailExistsMessage');
       }
       if (Object.keys(errors).length > 0) {
         await renderRequiredAction(page, action, { errors, status: 400, form });

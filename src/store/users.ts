@@ -201,3 +201,20 @@ export async function countRealmPeople(db: Db, realmId: string): Promise<number>
   const row = await db.selectFrom('realm_user_counts').select('people').where('realm_id', '=', realmId).executeTakeFirst();
   return Number(row?.people ?? 0);
 }
+
+/** Whether another user of the realm has this username (case-insensitive, as Keycloak keeps them). */
+export function usernameTaken(db: Db, realmId: string, username: string, exceptId?: string): Promise<boolean> {
+  return loginValueTaken(db, realmId, 'username', username, exceptId);
+}
+
+/** Whether another user of the realm has this e-mail address (case-insensitive). */
+export function emailTaken(db: Db, realmId: string, email: string, exceptId?: string): Promise<boolean> {
+  return loginValueTaken(db, realmId, 'email', email, exceptId);
+}
+
+async function loginValueTaken(db: Db, realmId: string, column: 'username' | 'email', value: string, exceptId?: string): Promise<boolean> {
+  let query = db.selectFrom('users').select('id').where('realm_id', '=', realmId)
+    .where((eb) => eb(eb.fn('lower', [column]), '=', value.toLowerCase()));
+  if (exceptId) query = query.where('id', '!=', exceptId);
+  return (await query.limit(1).executeTakeFirst()) !== undefined;
+}
